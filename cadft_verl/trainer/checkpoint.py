@@ -1,0 +1,59 @@
+"""Extra trainer state saved inside verl's checkpoints (``global_step_N/cadft_state.json``).
+
+Wraps verl's ``CheckpointHandler`` (delegating everything else): the state file is written atomically by rank 0
+*before* verl writes the step folder's tracker, so a checkpoint verl considers complete always holds it; on resume
+it is read back from the folder verl resumes from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch.distributed as dist
+
+STATE_FILE = "cadft_state.json"
+
+
+class ExtraStateCheckpointHandler:
+    def __init__(self, inner, objects: dict):
+        """``objects``: name -> object with ``state_dict()`` / ``load_state_dict(state)`` (JSON-serialisable)."""
+        self._inner = inner
+        self._objects = objects
+        self.loaded_from: str | None = None
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def _rank(self) -> int:
+        return dist.get_rank() if dist.is_initialized() else 0
+
+    def save_checkpoint(self, step):
+        folder = os.path.join(self._inner.default_local_dir, f"global_step_{step}")
+        if self._rank() == 0:
+            os.makedirs(folder, exist_ok=True)
+            state = {name: obj.state_dict() for name, obj in self._objects.items()}
+            tmp = os.path.join(folder, STATE_FILE + ".tmp")
+            with open(tmp, "w") as f:
+                json.dump({"step": step, **state}, f)
+            os.replace(tmp, os.path.join(folder, STATE_FILE))
+        return self._inner.save_checkpoint(step)
+
+    def load_checkpoint(self):
+        step = self._inner.load_checkpoint()
+        if step:
+            folder = self._inner._determine_resume_path()
+            path = os.path.join(folder, STATE_FILE)
+            if not os.path.exists(path):
+                raise FileNotFoundError(
+                    f"resuming from {folder}, but it has no {STATE_FILE}: the CADFT state (lagged statistics) of "
+                    "that checkpoint is missing; resume from a checkpoint written by cadft_verl or set "
+                    "trainer.resume_mode=disable"
+                )
+            with open(path) as f:
+                state = json.load(f)
+            for name, obj in self._objects.items():
+                if name in state:
+                    obj.load_state_dict(state[name])
+            self.loaded_from = path
+        return step

@@ -1,0 +1,73 @@
+"""``torchrun -m cadft_verl.trainer.sft [hydra overrides]``: the CADFT / DFT / SFT stage on verl's SFT engine.
+
+Example (CPU, 2 ranks):
+    torchrun --standalone --nproc_per_node=2 -m cadft_verl.trainer.sft +profile=cpu \\
+        model.path=/path/to/model data.train_files=/path/to/sft/train.parquet cadft.loss=cadft
+"""
+
+from __future__ import annotations
+
+import os
+
+import hydra
+
+
+def select_platform(config) -> None:
+    """``trainer.device=cpu`` selects this plugin's verl ``cpu`` platform (before verl resolves its platform)."""
+    if str(config.trainer.get("device", "")).lower() == "cpu":
+        os.environ["VERL_PLATFORM"] = "cpu"
+        from verl.plugin.platform import platform_manager
+
+        from cadft_verl.platform import PlatformCPU, activate_cpu_platform
+
+        activate_cpu_platform()
+        current = platform_manager._current_platform
+        if current is None or current.device_name != "cpu":
+            platform_manager.set_platform(PlatformCPU())
+
+
+def check_inputs(config) -> None:
+    """Fail before any worker starts when the model or a data file is missing, naming the key and path."""
+    from cadft_verl.losses import LossConfig
+
+    LossConfig.from_mapping(config.get("cadft"))
+    model_path = config.model.path
+    if not model_path or not os.path.exists(os.path.expanduser(str(model_path))):
+        raise FileNotFoundError(f"model.path: no model at {model_path!r}")
+    for key in ("train_files", "val_files"):
+        files = config.data.get(key)
+        if files is None:
+            continue
+        for path in [files] if isinstance(files, str) else list(files):
+            if not os.path.exists(os.path.expanduser(str(path))):
+                raise FileNotFoundError(f"data.{key}: no file at {path!r}")
+
+
+def run_sft(config) -> None:
+    from verl.utils.distributed import destroy_global_process_group, initialize_global_process_group
+
+    from cadft_verl.plugin import ensure_loaded
+
+    from .sft_trainer import CADFTSFTTrainer
+
+    ensure_loaded()
+    check_inputs(config)
+    initialize_global_process_group()
+    try:
+        trainer = CADFTSFTTrainer(config=config)
+        trainer.fit()
+    finally:
+        destroy_global_process_group()
+
+
+@hydra.main(config_path="../config", config_name="sft_trainer", version_base=None)
+def main(config):
+    from verl.utils.device import auto_set_device
+
+    select_platform(config)
+    auto_set_device(config)
+    run_sft(config)
+
+
+if __name__ == "__main__":
+    main()
