@@ -1,0 +1,181 @@
+"""``python -m cadft_verl.data``: convert math datasets to verl's SFT and RL parquet formats.
+
+python -m cadft_verl.data convert --source gsm8k --input train.jsonl --val-input test.jsonl --out DIR
+python -m cadft_verl.data sample --out DIR          # 256 + 32 GSM8K train rows, the CPU default dataset
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cadft_verl.data.convert import FORMATS, ConvertConfig, convert, format_summary
+from cadft_verl.data.sample import DEFAULT_SAMPLE_OUT, DEFAULT_TRAIN, DEFAULT_VAL, make_sample
+from cadft_verl.data.sources import SOURCES, DataError
+from cadft_verl.data.templates import DEFAULT_TEMPLATE, TEMPLATES
+
+
+def _val_size(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if v < 0 or (v >= 1 and v != int(v)):
+        raise argparse.ArgumentTypeError(f"use a row count (>= 1) or a fraction in [0, 1): {text!r}")
+    return v
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    out = tuple(f.strip() for f in text.split(",") if f.strip())
+    bad = [f for f in out if f not in FORMATS]
+    if bad or not out:
+        raise argparse.ArgumentTypeError(f"formats are a comma list of {FORMATS}, got {text!r}")
+    return out
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("prompt and filters")
+    g.add_argument(
+        "--template",
+        default=DEFAULT_TEMPLATE,
+        choices=sorted(TEMPLATES),
+        help="prompt of the SFT user turn and the RL prompt: "
+        + "; ".join(f"{t.name}: {t.description}" for t in TEMPLATES.values()),
+    )
+    g.add_argument("--seed", type=int, default=0, help="seed of --shuffle and of the --val-size draw (default 0)")
+    g.add_argument("--max-length", type=int, help="drop rows whose chat-templated prompt+response is longer (tokens)")
+    g.add_argument("--tokenizer", help="tokenizer folder or hub name used by --max-length")
+    g.add_argument("--no-dedup", dest="dedup", action="store_false", help="keep rows with a duplicate problem")
+    g.add_argument(
+        "--no-decontaminate",
+        dest="decontaminate",
+        action="store_false",
+        help="do not drop training rows whose problem is in an evaluation benchmark",
+    )
+    g.add_argument(
+        "--decontaminate-dir",
+        help="benchmark folder (default: $CADFT_BENCHMARKS_DIR, else "
+        "<cwd>/../shared/benchmarks, else <repo>/../shared/benchmarks); every *.jsonl except train*",
+    )
+    g.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first bad row (exit 2, naming file:line) instead of skipping it",
+    )
+    g.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None)
+    g.add_argument("--quiet", action="store_true", help="no warnings and no summary on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m cadft_verl.data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser(
+        "convert",
+        help="convert a dataset to SFT + RL parquet",
+        description="Writes OUT/sft/{train,val}.parquet, OUT/rl/{train,val}.parquet, OUT/summary.json",
+    )
+    c.add_argument(
+        "--source",
+        required=True,
+        choices=sorted(SOURCES),
+        help="; ".join(f"{s.name}: {s.description}" for s in SOURCES.values()),
+    )
+    c.add_argument(
+        "--input",
+        help="training data: .jsonl/.json/.parquet file or hub name (default: the source's hub "
+        "name: " + ", ".join(f"{s.name}={s.hub_name}" for s in SOURCES.values() if s.hub_name) + ")",
+    )
+    c.add_argument("--val-input", help="held-out validation file or hub name (e.g. GSM8K test)")
+    c.add_argument("--out", required=True, help="output folder")
+    c.add_argument("--split", default="train", help="hub split of --input (default train)")
+    c.add_argument("--val-split", help="hub split of --val-input (default: the source's test split)")
+    c.add_argument("--hub-config", help="hub config name (default: the source's, e.g. gsm8k 'main')")
+    c.add_argument("--question-field", help="field holding the problem")
+    c.add_argument("--response-field", help="field holding the demonstration (SFT response)")
+    c.add_argument("--answer-field", help="field holding the reference answer (else extracted from the response)")
+    c.add_argument(
+        "--formats", type=_formats, default=FORMATS, help="sft,rl (default both); with only rl no response is needed"
+    )
+    c.add_argument("--data-source", help="data_source column (default cadft/<source>)")
+    c.add_argument("--limit", type=int, help="use only the first N input rows (after --shuffle)")
+    c.add_argument("--shuffle", action="store_true", help="shuffle the input rows with --seed before --limit")
+    c.add_argument("--val-size", type=_val_size, help="hold out a validation split of --input: count or fraction")
+    c.add_argument(
+        "--no-append-boxed",
+        dest="append_boxed",
+        action="store_false",
+        help="do not add a final \\boxed{answer} line to SFT responses that have none",
+    )
+    _common(c)
+
+    s = sub.add_parser("sample", help="the small CPU default dataset (GSM8K train rows, both formats)")
+    s.add_argument(
+        "--out",
+        default=DEFAULT_SAMPLE_OUT,
+        help=f"output folder (default {DEFAULT_SAMPLE_OUT}, relative to the current directory)",
+    )
+    s.add_argument("--gsm8k", help="GSM8K train.jsonl (default <benchmarks>/gsm8k/train.jsonl)")
+    s.add_argument("--train-size", type=int, default=DEFAULT_TRAIN)
+    s.add_argument("--val-size", type=int, default=DEFAULT_VAL)
+    _common(s)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    shared = dict(
+        template=args.template,
+        max_length=args.max_length,
+        tokenizer=args.tokenizer,
+        dedup=args.dedup,
+        decontaminate=args.decontaminate,
+        decontaminate_dir=args.decontaminate_dir,
+        strict=args.strict,
+        progress=args.progress,
+        quiet=args.quiet,
+    )
+    try:
+        if args.command == "sample":
+            summary = make_sample(
+                out=args.out,
+                gsm8k=args.gsm8k,
+                train_size=args.train_size,
+                val_size=args.val_size,
+                seed=args.seed,
+                **shared,
+            )
+        else:
+            cfg = ConvertConfig(
+                out=args.out,
+                source=args.source,
+                input=args.input,
+                val_input=args.val_input,
+                split=args.split,
+                val_split=args.val_split,
+                hub_config=args.hub_config,
+                question_field=args.question_field,
+                response_field=args.response_field,
+                answer_field=args.answer_field,
+                formats=args.formats,
+                data_source=args.data_source,
+                limit=args.limit,
+                shuffle=args.shuffle,
+                seed=args.seed,
+                val_size=args.val_size,
+                append_boxed=args.append_boxed,
+                **shared,
+            )
+            summary = convert(cfg)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(format_summary(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

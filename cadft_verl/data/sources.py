@@ -1,0 +1,398 @@
+"""Source readers: local JSONL/JSON/parquet files or Hugging Face hub names, and one registry of dataset specs.
+
+A *reader* turns an input (file or hub name) into ``RawRow``s (location + position + dict). A *source spec*
+turns one raw row into an ``Example`` (problem, response, reference answer) or raises ``RowError`` with a reason
+that the summary counts. Adding a dataset = adding one ``SourceSpec`` to ``SOURCES``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+
+from cadft_verl.reward.extract import gsm8k_final, last_boxed
+
+
+class DataError(Exception):
+    """Input-level problem (file missing, hub unreachable, bad option, --strict row error). The CLI exits non-zero."""
+
+
+class RowError(Exception):
+    """One row cannot be converted; ``reason`` is the summary key (e.g. ``missing_field``)."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class RawRow:
+    location: str  # "path:LINE" for JSONL (1-based line), "path:row N" for parquet/JSON arrays, "hub:NAME[split]:row N"
+    position: int  # 0-based position in the input: the stable ``index`` of the converted row
+    data: dict | None
+    error: RowError | None = None  # set when the line itself is unreadable (malformed JSON, not an object)
+
+
+@dataclass
+class Example:
+    problem: str
+    response: str | None
+    answer: str
+
+
+# --------------------------------------------------------------------------------------------------- readers
+def _read_jsonl(path: str) -> Iterator[RawRow]:
+    with open(path, encoding="utf-8") as f:
+        pos = 0
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            loc = f"{path}:{lineno}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield RawRow(
+                    loc, pos, None, RowError("malformed_json", f"malformed JSON line ({e.msg} at column {e.colno})")
+                )
+            else:
+                if isinstance(obj, dict):
+                    yield RawRow(loc, pos, obj)
+                else:
+                    yield RawRow(
+                        loc, pos, None, RowError("malformed_json", f"line is JSON {type(obj).__name__}, not an object")
+                    )
+            pos += 1
+
+
+def _read_json(path: str) -> Iterator[RawRow]:
+    with open(path, encoding="utf-8") as f:
+        head = f.read(4096).lstrip()
+    if not head.startswith("["):
+        yield from _read_jsonl(path)  # .json files holding JSON lines
+        return
+    with open(path, encoding="utf-8") as f:
+        try:
+            rows = json.load(f)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{e.lineno}: malformed JSON file ({e.msg})") from None
+    for i, obj in enumerate(rows):
+        loc = f"{path}:row {i}"
+        if isinstance(obj, dict):
+            yield RawRow(loc, i, obj)
+        else:
+            yield RawRow(loc, i, None, RowError("malformed_json", f"item is JSON {type(obj).__name__}, not an object"))
+
+
+def _read_parquet(path: str) -> Iterator[RawRow]:
+    import pyarrow.parquet as pq
+
+    pos = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+        for obj in batch.to_pylist():
+            yield RawRow(f"{path}:row {pos}", pos, obj)
+            pos += 1
+
+
+READERS: dict[str, Callable[[str], Iterator[RawRow]]] = {
+    ".jsonl": _read_jsonl,
+    ".json": _read_json,
+    ".parquet": _read_parquet,
+}
+
+
+def _count_rows(path: str) -> int | None:
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    if ext == ".jsonl":
+        with open(path, "rb") as f:
+            return sum(1 for line in f if line.strip())
+    return None
+
+
+_HUB_NAME_RE = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def _read_hub(name: str, split: str, config: str | None) -> tuple[Iterator[RawRow], int | None]:
+    try:
+        import datasets
+
+        ds = datasets.load_dataset(name, config, split=split)
+    except Exception as e:  # noqa: BLE001 - offline / unknown name / auth: all reported the same way
+        raise DataError(
+            f"cannot load {name!r} (config={config!r}, split={split!r}) from the Hugging Face Hub: "
+            f"{type(e).__name__}: {e}\n"
+            "If this machine is offline, download the data elsewhere and pass the local .jsonl/.json/.parquet file "
+            "instead of the hub name (HF_DATASETS_OFFLINE=1 uses an existing local cache)."
+        ) from None
+
+    def rows() -> Iterator[RawRow]:
+        for i, obj in enumerate(ds):
+            yield RawRow(f"hub:{name}[{split}]:row {i}", i, dict(obj))
+
+    return rows(), len(ds)
+
+
+def open_input(spec: str, split: str = "train", config: str | None = None) -> tuple[Iterator[RawRow], int | None]:
+    """Rows of a local file (by extension) or, if no such file exists and ``spec`` looks like ``owner/name``,
+    of a hub dataset loaded through ``datasets.load_dataset``. Returns (rows, total or None)."""
+    if os.path.isfile(spec):
+        ext = os.path.splitext(spec)[1].lower()
+        if ext not in READERS:
+            raise DataError(f"{spec}: unsupported file type {ext!r}; use one of {sorted(READERS)}")
+        return READERS[ext](spec), _count_rows(spec)
+    if os.path.exists(spec):
+        raise DataError(f"{spec}: is a directory; pass a data file ({', '.join(sorted(READERS))})")
+    if _HUB_NAME_RE.match(spec) and os.path.splitext(spec)[1].lower() not in READERS:
+        return _read_hub(spec, split, config)
+    raise DataError(f"{spec}: no such file (and not a hub dataset name of the form owner/name)")
+
+
+# ----------------------------------------------------------------------------------------------- row helpers
+INVALID_ANSWERS = {"", "proof", "notfound"}
+
+
+def clean_answer(value) -> str | None:
+    """Reference answer as a string: a boxed or ``####`` answer is extracted, ``$...$`` removed, numbers stringified.
+    None when there is nothing usable (empty, ``proof``, ``notfound``)."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (list, tuple)):
+        if len(value) != 1:
+            return None
+        return clean_answer(value[0])
+    if isinstance(value, float):
+        value = str(int(value)) if value.is_integer() else repr(value)
+    elif isinstance(value, int):
+        value = str(value)
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if "\\boxed" in text or "\\fbox" in text:
+        text = last_boxed(text) or ""
+    elif "####" in text:
+        text = gsm8k_final(text) or ""
+    text = text.strip()
+    while len(text) >= 2 and text.startswith("$") and text.endswith("$"):
+        text = text[1:-1].strip()
+    return None if text.lower() in INVALID_ANSWERS else text
+
+
+def get_field(row: dict, name: str, what: str):
+    if name not in row or row[name] is None:
+        raise RowError("missing_field", f"no {what} field {name!r} (row has: {', '.join(sorted(row)) or 'nothing'})")
+    return row[name]
+
+
+def get_text(row: dict, name: str, what: str) -> str:
+    value = get_field(row, name, what)
+    if not isinstance(value, str):
+        raise RowError("missing_field", f"{what} field {name!r} is {type(value).__name__}, not a string")
+    return value
+
+
+def require_text(value: str | None, reason: str, message: str) -> str:
+    if value is None or not str(value).strip():
+        raise RowError(reason, message)
+    return str(value)
+
+
+def assistant_from_messages(messages) -> str | None:
+    """Content of the last assistant turn of a chat list, or None."""
+    if not isinstance(messages, (list, tuple)):
+        return None
+    for m in reversed(list(messages)):
+        if isinstance(m, dict) and m.get("role") == "assistant" and isinstance(m.get("content"), str):
+            return m["content"]
+    return None
+
+
+_CALC_RE = re.compile(r"<<[^<>]*>>")
+
+
+def gsm8k_response(solution: str, answer: str) -> str:
+    """GSM8K worked solution without ``<<expr=result>>`` annotations, its ``#### x`` line replaced by ``\\boxed{x}``."""
+    body = _CALC_RE.sub("", solution)
+    cut = body.rfind("####")
+    if cut >= 0:
+        body = body[:cut]
+    return body.rstrip() + "\n\\boxed{" + answer + "}"
+
+
+# ------------------------------------------------------------------------------------------------ source specs
+@dataclass(frozen=True)
+class Fields:
+    question: str
+    response: str | None
+    answer: str | None
+
+
+ToExample = Callable[[dict, Fields, bool], Example]
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    name: str
+    description: str
+    fields: Fields
+    to_example: ToExample
+    hub_name: str | None = None
+    hub_config: str | None = None
+    hub_val_split: str | None = None
+
+    def with_fields(self, question=None, response=None, answer=None) -> SourceSpec:
+        f = self.fields
+        return replace(
+            self,
+            fields=Fields(question or f.question, response or f.response, answer or f.answer),
+        )
+
+
+def _problem(row: dict, f: Fields) -> str:
+    return require_text(
+        get_text(row, f.question, "question"), "missing_field", f"question field {f.question!r} is empty"
+    )
+
+
+def _answer(row: dict, f: Fields, fallback_text: str | None) -> str:
+    """Answer field when the spec/user names one and the row has it, else extracted from ``fallback_text``."""
+    ans = None
+    if f.answer and row.get(f.answer) is not None:
+        ans = clean_answer(row[f.answer])
+        if ans is None:
+            raise RowError(
+                "no_answer", f"answer field {f.answer!r} holds no usable answer ({str(row[f.answer])[:60]!r})"
+            )
+    elif fallback_text:
+        ans = clean_answer(last_boxed(fallback_text)) or clean_answer(gsm8k_final(fallback_text))
+    if ans is None:
+        raise RowError("no_answer", "cannot extract a reference answer (no answer field, no \\boxed{} or #### answer)")
+    return ans
+
+
+def _gsm8k(row: dict, f: Fields, need_response: bool) -> Example:
+    problem = _problem(row, f)
+    solution = get_text(row, f.response, "solution")
+    if f.answer and f.answer != f.response and row.get(f.answer) is not None:
+        answer = _answer(row, f, None)
+    else:
+        answer = clean_answer(gsm8k_final(solution))
+        if answer is None:
+            raise RowError("no_answer", "no '#### <answer>' line in the solution")
+    body = _CALC_RE.sub("", solution)
+    body = body[: body.rfind("####")] if "####" in body else body
+    if need_response and not body.strip():
+        raise RowError("empty_response", "the solution has no worked steps before '####'")
+    return Example(problem, gsm8k_response(solution, answer), answer)
+
+
+def _math(row: dict, f: Fields, need_response: bool) -> Example:
+    problem = _problem(row, f)
+    solution = row.get(f.response) if f.response else None
+    if need_response:
+        solution = require_text(solution, "empty_response", f"empty or missing solution field {f.response!r}")
+    return Example(problem, solution, _answer(row, f, solution if isinstance(solution, str) else None))
+
+
+def _numina(row: dict, f: Fields, need_response: bool) -> Example:
+    problem = _problem(row, f)
+    solution = row.get(f.response) if f.response else None
+    if not (isinstance(solution, str) and solution.strip()):
+        solution = assistant_from_messages(row.get("messages"))
+    if need_response:
+        solution = require_text(solution, "empty_response", f"empty solution ({f.response!r} and messages)")
+    return Example(problem, solution, _answer(row, f, solution))
+
+
+def _openr1(row: dict, f: Fields, need_response: bool) -> Example:
+    """Response: the user's --response-field if named, else the first generation math-verify marked correct (and,
+    where recorded, complete), else the assistant turn of ``messages``, else the short ``solution``."""
+    problem = _problem(row, f)
+    response = None
+    if f.response != "generations":
+        response = row.get(f.response)
+    else:
+        gens = row.get("generations") or []
+        ok = row.get("correctness_math_verify") or []
+        complete = row.get("is_reasoning_complete") or []
+        for i, g in enumerate(gens):
+            if i < len(ok) and ok[i] and (i >= len(complete) or complete[i]) and isinstance(g, str) and g.strip():
+                response = g
+                break
+        if not response:
+            response = assistant_from_messages(row.get("messages")) or row.get("solution")
+    if need_response:
+        response = require_text(response, "empty_response", "no correct generation, assistant message or solution")
+    return Example(problem, response, _answer(row, f, response if isinstance(response, str) else None))
+
+
+def _generic(row: dict, f: Fields, need_response: bool) -> Example:
+    problem = _problem(row, f)
+    response = None
+    if need_response:
+        response = require_text(
+            get_field(row, f.response, "response"), "empty_response", f"response field {f.response!r} is empty"
+        )
+    else:
+        response = row.get(f.response) if f.response else None
+    return Example(problem, response, _answer(row, f, response if isinstance(response, str) else None))
+
+
+SOURCES: dict[str, SourceSpec] = {
+    s.name: s
+    for s in (
+        SourceSpec(
+            "gsm8k",
+            "GSM8K: question, answer (worked solution, <<calc>> annotations, '#### x' final line)",
+            Fields("question", "answer", None),
+            _gsm8k,
+            hub_name="openai/gsm8k",
+            hub_config="main",
+            hub_val_split="test",
+        ),
+        SourceSpec(
+            "math",
+            "MATH / MATH-500: problem, solution (with \\boxed{}), optional answer",
+            Fields("problem", "solution", "answer"),
+            _math,
+            hub_name="DigitalLearningGmbH/MATH-lighteval",
+            hub_val_split="test",
+        ),
+        SourceSpec(
+            "numina",
+            "NuminaMath-CoT: source, problem, solution (\\boxed{} answer), messages",
+            Fields("problem", "solution", None),
+            _numina,
+            hub_name="AI-MO/NuminaMath-CoT",
+            hub_val_split="test",
+        ),
+        SourceSpec(
+            "openr1",
+            "OpenR1-Math-220k: problem, solution, answer, generations + correctness_math_verify, messages",
+            Fields("problem", "generations", "answer"),
+            _openr1,
+            hub_name="open-r1/OpenR1-Math-220k",
+            hub_config="default",
+        ),
+        SourceSpec(
+            "generic",
+            "any JSONL/JSON/parquet: --question-field, --response-field, --answer-field (answer optional: "
+            "else the last \\boxed{} / #### of the response)",
+            Fields("question", "response", "answer"),
+            _generic,
+        ),
+    )
+}
+
+
+def get_source(name: str) -> SourceSpec:
+    try:
+        return SOURCES[name]
+    except KeyError:
+        raise DataError(f"unknown source {name!r}; choose one of {sorted(SOURCES)}") from None

@@ -1,0 +1,47 @@
+"""Shared fixtures: benchmark data location, a tiny local model, a small SFT parquet from real GSM8K rows."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def benchmarks_dir() -> Path | None:
+    for cand in (os.environ.get("CADFT_BENCHMARKS_DIR"), Path.cwd() / "../shared/benchmarks", REPO / "../shared/benchmarks"):
+        if cand and Path(cand, "MANIFEST.md").exists():
+            return Path(cand).resolve()
+    return None
+
+
+@pytest.fixture(scope="session")
+def gsm8k_rows():
+    bdir = benchmarks_dir()
+    if bdir is None:
+        pytest.skip("../shared/benchmarks not found (set CADFT_BENCHMARKS_DIR)")
+    with open(bdir / "gsm8k" / "train.jsonl") as f:
+        return [json.loads(line) for _, line in zip(range(96), f)]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, gsm8k_rows):
+    from cadft_verl.utils.tiny_model import build_tiny_model
+
+    out = tmp_path_factory.mktemp("tiny_model")
+    return build_tiny_model(str(out), texts=[r["question"] + r["answer"] for r in gsm8k_rows])
+
+
+@pytest.fixture(scope="session")
+def sft_parquet(tmp_path_factory, gsm8k_rows):
+    import pandas as pd
+
+    out = tmp_path_factory.mktemp("sft_data") / "train.parquet"
+    messages = [
+        [{"role": "user", "content": r["question"]}, {"role": "assistant", "content": r["answer"]}] for r in gsm8k_rows
+    ]
+    pd.DataFrame({"messages": messages}).to_parquet(out)
+    return str(out)
