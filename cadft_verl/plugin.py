@@ -1,6 +1,7 @@
 """What ``import verl`` loads through the ``verl.plugins`` entry point, in the driver and in every Ray worker.
 
 It registers everything this project adds to verl:
+- ``python -m verl.trainer.main`` (the one launch, ``cadft_verl.main``);
 - the ``cpu`` platform (``PlatformRegistry``), wired up when ``VERL_PLATFORM=cpu``;
 - the CADFT/DFT/SFT losses (importable as ``cadft_verl.losses``; the trainers install them with verl's
   ``set_loss_fn`` hook).
@@ -22,8 +23,10 @@ LOADED = False
 
 
 def _load() -> None:
+    from cadft_verl.launcher_alias import install
     from cadft_verl.platform import activate_cpu_platform, cpu_platform_selected
 
+    install()
     if cpu_platform_selected():
         activate_cpu_platform()
 

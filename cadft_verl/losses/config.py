@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 LOSS_NAMES = ("sft", "dft", "cadft")
 STATS_MODES = ("exact", "lagged")
 ZSCORE_MODES = ("standard", "robust")
+# sub-blocks of the `cadft:` config that configure the stage rather than the loss
+SECTIONS = ("data", "optim", "trainer", "rewrite", "history")
 
 
 @dataclass
@@ -63,6 +65,6 @@ class LossConfig:
         for key, value in cfg.items():
             if key in known:
                 values[key] = value
-            elif key not in ("rewrite", "history"):
+            elif key not in SECTIONS:
                 raise ValueError(f"cadft.{key}: unknown option; known options: {', '.join(sorted(known))}")
         return cls(**values)

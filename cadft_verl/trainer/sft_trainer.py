@@ -30,7 +30,9 @@ class CADFTSFTTrainer(SFTTrainer):
 
     def _build_ckpt_handler(self):
         super()._build_ckpt_handler()
-        self.ckpt_handler = ExtraStateCheckpointHandler(self.ckpt_handler, {"batch_stats": self.training_client.stats})
+        self.ckpt_handler = ExtraStateCheckpointHandler(
+            self.ckpt_handler, {"batch_stats": self.training_client.controller}
+        )
 
     def fit(self):
         super().fit()

@@ -1,0 +1,40 @@
+"""Math benchmark evaluation: benchmark registry/loaders, generation (vLLM or transformers), scoring (math-verify in
+a process pool with per-item deadlines), metrics (avg@k, unbiased pass@k, maj@k with standard errors), reports
+and the cold-start comparison table.
+
+Entry points: ``python -m cadft_verl.eval run ...`` / ``compare ...`` / ``list`` (docs/eval.md), or
+:func:`cadft_verl.eval.runner.run_eval` from Python. Heavy modules (torch, transformers, vllm, matplotlib) are
+imported only when used.
+"""
+
+from cadft_verl.eval.benchmarks import (
+    PRESETS,
+    REGISTRY,
+    Benchmark,
+    BenchmarkError,
+    BenchmarkSpec,
+    Problem,
+    benchmarks_dir,
+    get_spec,
+    load_benchmark,
+)
+from cadft_verl.eval.metrics import benchmark_metrics, majority_correct, mean_se, pass_at_k
+from cadft_verl.eval.prompts import TEMPLATES, get_template
+
+__all__ = [
+    "PRESETS",
+    "REGISTRY",
+    "TEMPLATES",
+    "Benchmark",
+    "BenchmarkError",
+    "BenchmarkSpec",
+    "Problem",
+    "benchmark_metrics",
+    "benchmarks_dir",
+    "get_spec",
+    "get_template",
+    "load_benchmark",
+    "majority_correct",
+    "mean_se",
+    "pass_at_k",
+]

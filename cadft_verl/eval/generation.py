@@ -1,0 +1,214 @@
+"""Response generation: vLLM on GPU (lazy import) or transformers ``generate`` (CPU or GPU, batched).
+
+Both take already-rendered prompt strings and return, per prompt, a list of n decoded responses. Sampling follows
+the settings exactly (temperature, top_p, no top-k, no repetition penalty, max new tokens); generation stops at
+the tokenizer's / model's end-of-sequence tokens and the chat end markers (``<|im_end|>``, ``<|endoftext|>``,
+``<|eot_id|>``, ``<|end_of_text|>``) when the vocabulary has them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_STOP_MARKERS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<|end|>")
+
+
+@dataclass
+class SamplingSettings:
+    n: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 4096
+    seed: int = 0
+    greedy: bool = False
+
+    def __post_init__(self):
+        if self.greedy:
+            self.n = 1
+            self.temperature = 0.0
+            self.top_p = 1.0
+        if self.n < 1:
+            raise ValueError("k (samples per problem) must be >= 1")
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be >= 1")
+
+
+def stop_token_ids(tokenizer, model_path: str | None = None) -> list[int]:
+    ids: list[int] = []
+
+    def add(x):
+        if x is None:
+            return
+        for i in x if isinstance(x, (list, tuple)) else [x]:
+            if isinstance(i, int) and i >= 0 and i not in ids:
+                ids.append(i)
+
+    add(getattr(tokenizer, "eos_token_id", None))
+    if model_path:
+        try:
+            from transformers import GenerationConfig
+
+            add(GenerationConfig.from_pretrained(model_path).eos_token_id)
+        except Exception:  # noqa: BLE001 - no generation_config.json
+            pass
+    vocab = tokenizer.get_vocab()
+    for m in _STOP_MARKERS:
+        if m in vocab:
+            add(vocab[m])
+    return ids
+
+
+def vllm_available() -> bool:
+    try:
+        import vllm  # noqa: F401
+    except Exception:  # noqa: BLE001
+        return False
+    return True
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def resolve_backend(backend: str) -> str:
+    if backend == "auto":
+        return "vllm" if cuda_available() and vllm_available() else "hf"
+    if backend not in ("hf", "vllm"):
+        raise ValueError(f"unknown backend {backend!r} (auto, hf, vllm)")
+    return backend
+
+
+class HFGenerator:
+    """transformers ``generate``: batches of ``batch_size`` prompts, ``n`` sequences each, left padding."""
+
+    name = "hf"
+
+    def __init__(self, model_path: str, dtype: str = "auto", device: str | None = None, batch_size: int = 8,
+                 trust_remote_code: bool = False):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model_path = model_path
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if dtype == "auto":
+            torch_dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        else:
+            torch_dtype = getattr(torch, dtype)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            model_path, dtype=torch_dtype, trust_remote_code=trust_remote_code
+        ).to(self.device)
+        self.model.eval()
+        self.batch_size = max(1, batch_size)
+        self.stop_ids = stop_token_ids(self.tokenizer, model_path)
+
+    def generate(self, prompts: list[str], s: SamplingSettings, add_special_tokens: bool = False,
+                 desc: str = "generating") -> list[list[str]]:
+        import torch
+        from tqdm.auto import tqdm
+        from transformers import GenerationConfig
+        from transformers import set_seed as hf_set_seed
+
+        hf_set_seed(s.seed)
+        sample = not s.greedy and s.temperature > 0
+        gen_cfg = GenerationConfig(
+            do_sample=sample,
+            temperature=s.temperature if sample else None,
+            top_p=s.top_p if sample else None,
+            top_k=0 if sample else None,
+            repetition_penalty=1.0,
+            max_new_tokens=s.max_new_tokens,
+            num_return_sequences=s.n,
+            eos_token_id=self.stop_ids or None,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        # longest prompts first: less padding inside a batch, and an out-of-memory error shows up early
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+        out: list[list[str]] = [[] for _ in prompts]
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        for idx in tqdm(batches, desc=desc, unit="batch"):
+            enc = self.tokenizer(
+                [prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=add_special_tokens
+            ).to(self.device)
+            with torch.no_grad():
+                seqs = self.model.generate(**enc, generation_config=gen_cfg)
+            new = seqs[:, enc["input_ids"].shape[1] :]
+            texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+            for j, i in enumerate(idx):
+                out[i] = texts[j * s.n : (j + 1) * s.n]
+        return out
+
+
+class VLLMGenerator:
+    """vLLM ``LLM.generate`` with ``SamplingParams(n=k, ...)`` (GPU)."""
+
+    name = "vllm"
+
+    def __init__(self, model_path: str, dtype: str = "auto", tensor_parallel_size: int = 1,
+                 gpu_memory_utilization: float = 0.9, max_model_len: int | None = None, seed: int = 0,
+                 trust_remote_code: bool = False):
+        try:
+            from vllm import LLM
+        except ImportError as e:
+            raise RuntimeError(
+                "vLLM is not installed (pip install 'cadft-verl[vllm]' or pip install vllm); "
+                "use --backend hf for transformers generation"
+            ) from e
+        from transformers import AutoTokenizer
+
+        self.model_path = model_path
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+        kwargs = dict(
+            model=model_path,
+            dtype=dtype,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            seed=seed,
+            trust_remote_code=trust_remote_code,
+        )
+        if max_model_len:
+            kwargs["max_model_len"] = max_model_len
+        self.llm = LLM(**kwargs)
+        self.stop_ids = stop_token_ids(self.tokenizer, model_path)
+
+    def generate(self, prompts: list[str], s: SamplingSettings, add_special_tokens: bool = False,
+                 desc: str = "generating") -> list[list[str]]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(
+            n=s.n,
+            temperature=0.0 if s.greedy else s.temperature,
+            top_p=1.0 if s.greedy else s.top_p,
+            max_tokens=s.max_new_tokens,
+            stop_token_ids=self.stop_ids or None,
+            repetition_penalty=1.0,
+            skip_special_tokens=True,
+        )
+        # token ids, so that the chat template's special tokens are not added twice (add_special_tokens=False)
+        token_prompts = [
+            {"prompt_token_ids": self.tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"]}
+            for p in prompts
+        ]
+        print(f"[cadft_verl.eval] vLLM {desc}: {len(prompts)} prompts x n={s.n}", flush=True)
+        outs = self.llm.generate(token_prompts, params, use_tqdm=True)
+        return [[o.text for o in r.outputs] for r in outs]
+
+
+def make_generator(backend: str, model_path: str, **kw):
+    """``backend`` in {auto, hf, vllm}; keyword arguments not used by that backend are ignored."""
+    backend = resolve_backend(backend)
+    if backend == "vllm":
+        keys = ("dtype", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "seed",
+                "trust_remote_code")
+        return VLLMGenerator(model_path, **{k: v for k, v in kw.items() if k in keys and v is not None})
+    keys = ("dtype", "device", "batch_size", "trust_remote_code")
+    return HFGenerator(model_path, **{k: v for k, v in kw.items() if k in keys and v is not None})
+

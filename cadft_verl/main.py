@@ -1,0 +1,197 @@
+"""The one launch: ``python -m verl.trainer.main recipe=<name> [profile=cpu] [key=value ...]``.
+
+(also ``python -m cadft_verl.main ...``). verl 0.9.1 has no ``verl.trainer.main``: this project's verl plugin makes
+that module name resolve to this file, without touching verl's files.
+
+Recipes (``recipes/recipe/*.yaml``) compose over verl's own ``ppo_trainer`` config, so every verl key can still be
+overridden. They choose the stages:
+- stage 1 ``cadft``: CADFT / DFT / SFT on verl's FSDP actor workers (``RayCADFTStage``), writing an HF export;
+- stage 2 ``rl``: verl's own GRPO/PPO trainer (``main_ppo``), starting from stage 1's HF export with a fresh
+  optimizer and LR schedule.
+Each stage resumes from its own checkpoints when the launch is rerun into the same ``trainer.default_local_dir``;
+a finished stage 1 is not redone. ``<run dir>/summary.json`` records what ran and where the outputs are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import hydra
+from omegaconf import OmegaConf, open_dict
+
+STAGES = ("cadft", "rl")
+
+
+def _files(value) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def check_inputs(config) -> None:
+    """Fail before any worker starts: unknown stage, missing model or data file (naming the key and path)."""
+    from cadft_verl.losses import LossConfig
+
+    stages = list(config.stages)
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown or not stages:
+        raise ValueError(f"stages: {stages} is not a non-empty list of {STAGES}")
+    model = str(config.actor_rollout_ref.model.path)
+    if not os.path.exists(os.path.expanduser(model)):
+        raise FileNotFoundError(f"actor_rollout_ref.model.path: no model at {model!r}")
+    required = []
+    if "cadft" in stages:
+        LossConfig.from_mapping(config.cadft)
+        if not config.cadft.data.train_files:
+            raise ValueError("cadft.data.train_files: the recipe runs stage 1 but no SFT training file is set")
+        required += [("cadft.data.train_files", p) for p in _files(config.cadft.data.train_files)]
+        required += [("cadft.data.val_files", p) for p in _files(config.cadft.data.val_files)]
+    if "rl" in stages:
+        required += [("data.train_files", p) for p in _files(config.data.train_files)]
+        required += [("data.val_files", p) for p in _files(config.data.val_files)]
+    for key, path in required:
+        if not os.path.exists(os.path.expanduser(path)):
+            raise FileNotFoundError(f"{key}: no file at {path!r}")
+
+
+def select_platform(config) -> None:
+    if str(config.trainer.get("device", "")).lower() == "cpu":
+        from cadft_verl.trainer.sft import select_platform as _select
+
+        _select(config)
+
+
+def init_ray(config) -> None:
+    import ray
+    from verl.trainer.constants_ppo import get_ppo_ray_runtime_env
+
+    if ray.is_initialized():
+        return
+    runtime_env = get_ppo_ray_runtime_env(config)
+    env_vars = runtime_env.setdefault("env_vars", {})
+    for key in ("VERL_PLATFORM", "VLLM_TARGET_DEVICE", "VLLM_CPU_KVCACHE_SPACE", "VERL_FILE_LOGGER_ROOT"):
+        if os.environ.get(key):
+            env_vars[key] = os.environ[key]
+    if config.transfer_queue.get("enable", False) or ("rl" in config.stages and config.trainer.get("use_v1", True)):
+        env_vars["TRANSFER_QUEUE_ENABLE"] = "1"
+    kwargs = OmegaConf.to_container(config.ray_kwargs.get("ray_init", {}), resolve=True)
+    kwargs["runtime_env"] = OmegaConf.to_container(OmegaConf.merge(runtime_env, kwargs.get("runtime_env") or {}))
+    ray.init(**kwargs)
+
+
+def write_summary(run_dir: str, summary: dict) -> str:
+    path = os.path.join(run_dir, "summary.json")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(summary, f, indent=2, default=str)
+    os.replace(tmp, path)
+    return path
+
+
+def check_handoff(hf_model: str) -> None:
+    """The stage-1 export must be a loadable HF model: never fall back to the base model silently."""
+    from transformers import AutoConfig
+
+    if not os.path.isdir(hf_model):
+        raise FileNotFoundError(f"stage 1 checkpoint missing: {hf_model} does not exist (delete stage 1's "
+                                "COMPLETE.json to retrain it)")
+    weights = [f for f in os.listdir(hf_model) if f.endswith((".safetensors", ".bin"))]
+    if not weights:
+        raise FileNotFoundError(f"stage 1 checkpoint corrupt: no weight files in {hf_model}")
+    try:
+        AutoConfig.from_pretrained(hf_model)
+    except Exception as exc:
+        raise RuntimeError(f"stage 1 checkpoint corrupt: {hf_model} cannot be loaded ({exc})") from exc
+
+
+def run_stage1(config, run_dir: str) -> dict:
+    from verl.utils.tracking import Tracking
+
+    from cadft_verl.trainer.ray_stage import RayCADFTStage
+
+    stage_dir = os.path.join(run_dir, f"stage1_{config.cadft.loss}")
+    tracking = Tracking(project_name=config.trainer.project_name,
+                        experiment_name=f"{config.trainer.experiment_name}_stage1",
+                        default_backend=list(config.trainer.logger),
+                        config=OmegaConf.to_container(config, resolve=True))
+    stage = RayCADFTStage(config, stage_dir, tracking=tracking)
+    try:
+        result = stage.fit()
+    finally:
+        tracking.finish() if hasattr(tracking, "finish") else None
+        if hasattr(stage, "wg"):
+            stage.shutdown()
+    return result
+
+
+def stage2_config(config, run_dir: str, init_model: str | None):
+    cfg = OmegaConf.create(OmegaConf.to_container(config, resolve=True))
+    with open_dict(cfg):
+        if init_model is not None:
+            cfg.actor_rollout_ref.model.path = init_model
+        cfg.trainer.default_local_dir = os.path.join(run_dir, "stage2_rl")
+        cfg.trainer.experiment_name = f"{config.trainer.experiment_name}_stage2"
+        for key in ("cadft", "stages", "recipe_name"):
+            cfg.pop(key, None)
+    return cfg
+
+
+def run_stage2(config, run_dir: str, init_model: str | None) -> dict:
+    from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    cfg = stage2_config(config, run_dir, init_model)
+    validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
+    if cfg.trainer.get("use_v1", True):
+        run_ppo(cfg, task_runner_class=TaskRunnerV1)
+    else:
+        from verl.trainer.main_ppo_v0 import TaskRunner
+
+        run_ppo(cfg, task_runner_class=TaskRunner)
+    stage_dir = cfg.trainer.default_local_dir
+    tracker = os.path.join(stage_dir, "latest_checkpointed_iteration.txt")
+    step = int(open(tracker).read().strip()) if os.path.exists(tracker) else None
+    return {"stage": "rl", "algorithm": cfg.algorithm.adv_estimator, "init_model": cfg.actor_rollout_ref.model.path,
+            "steps": step, "checkpoint": os.path.join(stage_dir, f"global_step_{step}") if step else stage_dir}
+
+
+def launch(config) -> dict:
+    from cadft_verl.plugin import ensure_loaded
+
+    ensure_loaded()
+    check_inputs(config)
+    run_dir = os.path.abspath(config.trainer.default_local_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    os.environ.setdefault("VERL_FILE_LOGGER_ROOT", os.path.join(run_dir, "metrics"))
+    summary = {"recipe": config.get("recipe_name"), "stages": list(config.stages), "run_dir": run_dir, "results": {}}
+    write_summary(run_dir, summary)
+    init_ray(config)
+    init_model = None
+    if "cadft" in config.stages:
+        result = run_stage1(config, run_dir)
+        summary["results"]["stage1"] = result
+        write_summary(run_dir, summary)
+        init_model = result["hf_model"]
+        check_handoff(init_model)
+        print(f"[cadft-verl] stage 1 done: HF model {init_model}")
+    if "rl" in config.stages:
+        summary["results"]["stage2"] = run_stage2(config, run_dir, init_model)
+    path = write_summary(run_dir, summary)
+    print(f"[cadft-verl] run finished: outputs in {run_dir} (summary: {path})")
+    return summary
+
+
+@hydra.main(config_path="recipes", config_name="main", version_base=None)
+def main(config):
+    select_platform(config)
+    from verl.utils.device import auto_set_device
+
+    auto_set_device(config)
+    launch(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
