@@ -45,3 +45,14 @@ def sft_parquet(tmp_path_factory, gsm8k_rows):
     ]
     pd.DataFrame({"messages": messages}).to_parquet(out)
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def default_inputs(tmp_path_factory):
+    """The CPU default's inputs: the GSM8K sample in both formats and a tiny model trained on its texts."""
+    if benchmarks_dir() is None:
+        pytest.skip("../shared/benchmarks not found (set CADFT_BENCHMARKS_DIR)")
+    from cadft_verl.cpu_default import build_inputs
+
+    data_dir, model_dir = build_inputs(str(tmp_path_factory.mktemp("cpu_default")))
+    return {"data": data_dir, "model": model_dir}

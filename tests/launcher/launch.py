@@ -1,0 +1,68 @@
+"""Run the one launch (``python -m verl.trainer.main``) as a user would, on the CPU profile."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+
+def stage1_args(inputs, run_dir, steps=3, extra=()):
+    return [
+        "profile=cpu",
+        f"actor_rollout_ref.model.path={inputs['model']}",
+        f"cadft.data.train_files={inputs['data']}/sft/train.parquet",
+        "cadft.data.train_batch_size=16",
+        "cadft.data.micro_batch_size_per_gpu=4",
+        "cadft.data.max_length=1024",
+        f"cadft.trainer.total_training_steps={steps}",
+        f"trainer.default_local_dir={run_dir}",
+        "trainer.logger=[console,file]",
+        *extra,
+    ]
+
+
+def launch(args, module="verl.trainer.main", timeout=900, check=True):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.run([sys.executable, "-m", module, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, start_new_session=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"launch failed ({proc.returncode}):\n{proc.stdout[-5000:]}\n{proc.stderr[-8000:]}")
+    return proc
+
+
+def launch_and_kill_when(args, ready, timeout=600, module="verl.trainer.main"):
+    """Start a launch, SIGKILL its whole process group (driver, Ray, workers) once ``ready()`` is true."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", module, *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline:
+            if ready():
+                return True
+            if proc.poll() is not None:
+                return False
+            time.sleep(0.5)
+        return False
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        _kill_leftover_ray(proc.pid)
+
+
+def _kill_leftover_ray(pgid):
+    """Ray daemons started by a killed driver may have left its process group: end those of this run only."""
+    out = subprocess.run(["ps", "-eo", "pid,pgid,command"], capture_output=True, text=True).stdout
+    for line in out.splitlines()[1:]:
+        parts = line.split(None, 2)
+        if len(parts) == 3 and parts[1] == str(pgid):
+            try:
+                os.kill(int(parts[0]), signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -1,0 +1,67 @@
+"""The one launch: hydra surface, input checks, stage 1 on verl's Ray actor workers, resume after a kill."""
+
+import json
+import os
+
+import pytest
+from launch import launch, launch_and_kill_when, stage1_args
+
+
+def test_cfg_job_prints_the_composed_config_without_starting_anything(tmp_path):
+    for module in ("verl.trainer.main", "cadft_verl.main"):
+        proc = launch(["--cfg", "job", "recipe=cadft_then_grpo", "cadft.beta=2.0"], module=module, timeout=120)
+        assert "stages:\n- cadft\n- rl" in proc.stdout
+        assert "beta: 2.0" in proc.stdout and "adv_estimator: grpo" in proc.stdout
+        assert "ppo_mini_batch_size" in proc.stdout  # verl's own keys are all there
+
+
+def test_unknown_recipe_lists_the_available_ones():
+    proc = launch(["recipe=cadft_then_ppx"], timeout=120, check=False)
+    assert proc.returncode != 0
+    for name in ("cadft_then_grpo", "dft_then_grpo", "sft_then_grpo", "cadft", "grpo"):
+        assert name in proc.stderr
+
+
+def test_missing_model_or_data_is_named_before_any_worker_starts(tmp_path, default_inputs):
+    args = stage1_args(default_inputs, tmp_path / "run")
+    proc = launch(["recipe=cadft", *args, f"actor_rollout_ref.model.path={tmp_path}/missing"], check=False)
+    assert proc.returncode != 0 and "actor_rollout_ref.model.path: no model at" in proc.stderr
+    proc = launch(["recipe=cadft", *args, f"cadft.data.train_files={tmp_path}/nope.parquet"], check=False)
+    assert proc.returncode != 0 and "cadft.data.train_files: no file at" in proc.stderr
+    assert "Started a local Ray instance" not in proc.stdout + proc.stderr
+
+
+def test_stage1_trains_on_actor_workers_and_hands_over_an_hf_model(tmp_path, default_inputs):
+    from transformers import AutoModelForCausalLM
+
+    run = tmp_path / "run"
+    proc = launch(["recipe=cadft", *stage1_args(default_inputs, run)])
+    summary = json.loads((run / "summary.json").read_text())
+    stage1 = summary["results"]["stage1"]
+    assert stage1["steps"] == 3 and stage1["loss"] == "cadft"
+    assert f"outputs in {run}" in proc.stdout
+    AutoModelForCausalLM.from_pretrained(stage1["hf_model"])
+    rows = [json.loads(line)["data"] for line in (run / "metrics" / "cadft-verl" / "cadft_stage1.jsonl").open()]
+    assert len(rows) == 3
+    assert {"stage1/train/loss", "stage1/cadft/nll", "stage1/cadft/w_mean", "stage1/cadft/ess"} <= set(rows[0])
+    assert 0 < rows[0]["stage1/cadft/w_min"] < 1.0
+
+
+def test_killed_in_stage1_rerun_resumes_stage1(tmp_path, default_inputs):
+    run = tmp_path / "run"
+    args = ["recipe=cadft", *stage1_args(default_inputs, run, steps=4, extra=["cadft.trainer.save_freq=1"])]
+    tracker = run / "stage1_cadft" / "latest_checkpointed_iteration.txt"
+
+    def two_steps_saved():
+        return tracker.exists() and tracker.read_text().strip() == "2"
+
+    assert launch_and_kill_when(args, two_steps_saved), "stage 1 never reached its step-2 checkpoint"
+    assert not (run / "stage1_cadft" / "COMPLETE.json").exists()
+    proc = launch(args)
+    assert "stage 1 resumes from" in proc.stdout + proc.stderr
+    rows = [json.loads(line) for line in (run / "metrics" / "cadft-verl" / "cadft_stage1.jsonl").open()]
+    assert [r["step"] for r in rows] == [3, 4]  # only the steps after the checkpoint ran again
+    assert json.loads((run / "summary.json").read_text())["results"]["stage1"]["steps"] == 4
+    # a third launch finds stage 1 complete and does not train again
+    proc = launch(args)
+    assert "stage 1 (cadft)" not in proc.stderr
