@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def benchmarks_dir() -> Path | None:
-    for cand in (os.environ.get("CADFT_BENCHMARKS_DIR"), Path.cwd() / "../shared/benchmarks", REPO / "../shared/benchmarks"):
-        if cand and Path(cand, "MANIFEST.md").exists():
-            return Path(cand).resolve()
-    return None
+    from cadft_verl.utils.paths import find_benchmarks_dir
+
+    return find_benchmarks_dir()
 
 
 @pytest.fixture(scope="session")

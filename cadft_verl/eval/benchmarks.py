@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import os
+
+from cadft_verl.utils.paths import benchmark_dir_candidates, find_benchmarks_dir
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -25,8 +27,7 @@ from typing import Any
 from cadft_verl.reward.extract import gsm8k_final, last_boxed
 from cadft_verl.reward.normalize import normalize_gold
 
-ENV_BENCHMARKS_DIR = "CADFT_BENCHMARKS_DIR"
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from cadft_verl.utils.paths import ENV_VAR as ENV_BENCHMARKS_DIR  # noqa: E402
 
 
 class BenchmarkError(Exception):
@@ -203,19 +204,12 @@ def _fits(spec: BenchmarkSpec, row: dict) -> bool:
 
 # ------------------------------------------------------------------------------------------------- locating
 def benchmarks_dir(explicit: str | None = None) -> str:
-    """``explicit``, else env ``CADFT_BENCHMARKS_DIR``, else ``<cwd>/../shared/benchmarks``, else
-    ``<repo root>/../shared/benchmarks`` (the first that exists; the last candidate if none does)."""
-    cands = [explicit, os.environ.get(ENV_BENCHMARKS_DIR)]
-    if explicit or os.environ.get(ENV_BENCHMARKS_DIR):
-        return os.path.abspath(next(c for c in cands if c))
-    cands = [
-        os.path.join(os.getcwd(), "..", "shared", "benchmarks"),
-        os.path.join(_REPO_ROOT, "..", "shared", "benchmarks"),
-    ]
-    for c in cands:
-        if os.path.isdir(c):
-            return os.path.abspath(c)
-    return os.path.abspath(cands[-1])
+    """``explicit``, else ``cadft_verl.utils.paths.find_benchmarks_dir()`` (env ``CADFT_BENCHMARKS_DIR``,
+    ``<cwd>/../shared/benchmarks``, ``<repo root>/../shared/benchmarks``); the last candidate if none exists."""
+    if explicit:
+        return os.path.abspath(explicit)
+    found = find_benchmarks_dir()
+    return str(found) if found is not None else os.path.abspath(str(benchmark_dir_candidates()[-1]))
 
 
 def default_path(spec: BenchmarkSpec, bdir: str) -> str:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m cadft_verl.eval {run,compare,list} ...`` (see docs/eval.md)."""
+"""Command line: ``python -m cadft_verl.eval {run,compare,rescore,list} ...`` (see docs/eval.md)."""
 
 from __future__ import annotations
 
@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="cmd", required=True)
     _run_parser(sub.add_parser("run", help="generate + score + metrics/table/plot for one model"))
     _compare_parser(sub.add_parser("compare", help="cold-start table (base/SFT/DFT/CADFT, before/after GRPO)"))
+    rs = sub.add_parser("rescore", help="score an existing samples.jsonl again (no generation)")
+    rs.add_argument("--samples", required=True, help="samples.jsonl of a run (or its folder)")
+    rs.add_argument("--out", required=True, help="output folder (may be the run folder itself)")
+    rs.add_argument("--score-timeout", type=float, default=10.0)
+    rs.add_argument("--score-workers", type=int, default=None)
     sub.add_parser("list", help="list registered benchmarks, presets and prompt templates")
     return parser
 
@@ -105,6 +110,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rescore(args: argparse.Namespace) -> int:
+    from cadft_verl.eval.runner import rescore
+
+    rescore(args.samples, args.out, args.score_timeout, args.score_workers)
+    return 0
+
+
 def cmd_list(_: argparse.Namespace) -> int:
     from cadft_verl.eval.benchmarks import benchmarks_dir, default_path
 
@@ -125,7 +137,7 @@ def cmd_list(_: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "compare": cmd_compare, "list": cmd_list}[args.cmd](args)
+        return {"run": cmd_run, "compare": cmd_compare, "rescore": cmd_rescore, "list": cmd_list}[args.cmd](args)
     except (BenchmarkError, ReportError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -183,3 +183,74 @@ def run_eval(cfg: RunConfig, generator=None) -> dict:
         print(f"  {k:8s} {os.path.abspath(p)}")
     result["outputs"] = {k: os.path.abspath(p) for k, p in paths.items()}
     return result
+
+
+def rescore(samples: str, out: str, score_timeout: float = 10.0, score_workers: int | None = None) -> dict:
+    """Score an existing ``samples.jsonl`` again (no generation), e.g. after a grader change, and write the same
+    outputs as :func:`run_eval` into ``out``. Settings come from the ``metrics.json`` next to the samples file."""
+    from cadft_verl.eval.benchmarks import BenchmarkError
+    from cadft_verl.reward import score_batch
+
+    src = os.path.join(samples, "samples.jsonl") if os.path.isdir(samples) else samples
+    if not os.path.isfile(src):
+        raise BenchmarkError(f"samples file not found: {src}")
+    rows = []
+    with open(src, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise BenchmarkError(f"{src}:{lineno}: malformed JSON line ({e.msg})") from None
+    old_metrics = os.path.join(os.path.dirname(os.path.abspath(src)), "metrics.json")
+    settings = {}
+    if os.path.isfile(old_metrics):
+        with open(old_metrics, encoding="utf-8") as f:
+            settings = json.load(f).get("settings", {})
+    t0 = time.time()
+    scored = score_batch([(r["response"], r["gold"]) for r in rows], timeout=score_timeout,
+                         num_workers=score_workers, progress="rescoring")
+    os.makedirs(out, exist_ok=True)
+    groups: dict[str, dict[str, list[dict]]] = {}
+    paths = {k: os.path.join(out, v) for k, v in
+             (("samples", "samples.jsonl"), ("metrics", "metrics.json"), ("table", "metrics.md"),
+              ("plot", "metrics.png"))}
+    same = os.path.abspath(paths["samples"]) == os.path.abspath(src)
+    with open(paths["samples"] + (".tmp" if same else ""), "w", encoding="utf-8") as fout:
+        for r, s in zip(rows, scored, strict=True):
+            r.update(extracted_answer=s["pred"], correct=bool(s["acc"]), no_answer=s["no_answer"],
+                     timed_out=s["timed_out"], error=s["error"])
+            fout.write(json.dumps(r, ensure_ascii=False) + "\n")
+            groups.setdefault(r["benchmark"], {}).setdefault(str(r["problem_id"]), []).append(
+                {"correct": r["correct"], "pred": s["pred"], "no_answer": s["no_answer"],
+                 "timed_out": s["timed_out"], "error": s["error"]})
+    if same:
+        os.replace(paths["samples"] + ".tmp", paths["samples"])
+    greedy = bool(settings.get("greedy"))
+    per_bench = {}
+    for name, probs in groups.items():
+        m = benchmark_metrics(list(probs.values()), greedy=greedy)
+        from cadft_verl.eval.benchmarks import REGISTRY
+
+        m["display"] = REGISTRY[name].display if name in REGISTRY else name
+        per_bench[name] = m
+    k = max(m["k"] for m in per_bench.values())
+    settings = {**settings, "k": settings.get("k", k), "rescored_from": os.path.abspath(src),
+                "score_timeout": score_timeout, "seconds_rescoring": round(time.time() - t0, 1)}
+    settings.setdefault("label", os.path.basename(os.path.dirname(os.path.abspath(src))))
+    settings.setdefault("template", {"name": "?"})
+    for key in ("temperature", "top_p", "max_new_tokens", "seed", "backend", "model"):
+        settings.setdefault(key, None)
+    settings.setdefault("greedy", greedy)
+    result = {"settings": settings, "benchmarks": per_bench, "average": average_metrics(per_bench)}
+    with open(paths["metrics"], "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=2, ensure_ascii=False)
+    with open(paths["table"], "w", encoding="utf-8") as f:
+        f.write(run_markdown(result))
+    plot_models([(settings["label"], result)], paths["plot"], title=f"{settings['label']} (rescored)")
+    print(run_markdown(result))
+    print("[cadft_verl.eval] outputs:")
+    for key, p in paths.items():
+        print(f"  {key:8s} {os.path.abspath(p)}")
+    result["outputs"] = {key: os.path.abspath(p) for key, p in paths.items()}
+    return result

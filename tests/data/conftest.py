@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cadft_verl.data.convert import ConvertConfig, convert
-from cadft_verl.data.paths import find_benchmarks_dir
+from cadft_verl.utils.paths import find_benchmarks_dir
 
 
 @pytest.fixture(scope="session")
