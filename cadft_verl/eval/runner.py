@@ -177,12 +177,7 @@ def run_eval(cfg: RunConfig, generator=None) -> dict:
     plot_models([(label, result), *extra], paths["plot"], metric=cfg.plot_metric,
                 title=f"{shown} ({template.name}, k={settings.n}, T={settings.temperature})")
     result.pop("_path")
-    print(run_markdown(result))
-    print("[cadft_verl.eval] outputs:")
-    for k, p in paths.items():
-        print(f"  {k:8s} {os.path.abspath(p)}")
-    result["outputs"] = {k: os.path.abspath(p) for k, p in paths.items()}
-    return result
+    return _report_outputs(result, paths)
 
 
 def rescore(samples: str, out: str, score_timeout: float = 10.0, score_workers: int | None = None) -> dict:
@@ -248,6 +243,11 @@ def rescore(samples: str, out: str, score_timeout: float = 10.0, score_workers: 
     with open(paths["table"], "w", encoding="utf-8") as f:
         f.write(run_markdown(result))
     plot_models([(settings["label"], result)], paths["plot"], title=f"{settings['label']} (rescored)")
+    return _report_outputs(result, paths)
+
+
+def _report_outputs(result: dict, paths: dict) -> dict:
+    """Print the run's table and where each output is; record the paths in the result."""
     print(run_markdown(result))
     print("[cadft_verl.eval] outputs:")
     for key, p in paths.items():

@@ -1,6 +1,23 @@
-"""verl platform support this project adds (the CPU platform)."""
+"""verl platform support this project adds (the CPU platform, vLLM's CPU weight-sync fix).
 
-from .cpu import PLATFORM_NAME, PlatformCPU, activate_cpu_platform, cpu_platform_selected
-from .overrides import cpu_overrides
+Names resolve lazily: ``cpu.py`` imports verl, and ``import verl`` loads this project's plugin, so an eager import
+here would be circular when something (vLLM's plugin loader, a user) imports ``cadft_verl.platform`` first.
+"""
 
-__all__ = ["PLATFORM_NAME", "PlatformCPU", "activate_cpu_platform", "cpu_overrides", "cpu_platform_selected"]
+import importlib
+
+_EXPORTS = {
+    "PLATFORM_NAME": ".cpu",
+    "PlatformCPU": ".cpu",
+    "activate_cpu_platform": ".cpu",
+    "cpu_platform_selected": ".cpu",
+    "cpu_overrides": ".overrides",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)
