@@ -46,6 +46,16 @@ def test_stage1_trains_on_actor_workers_and_hands_over_an_hf_model(tmp_path, def
     assert {"stage1/train/loss", "stage1/cadft/nll", "stage1/cadft/w_mean", "stage1/cadft/ess"} <= set(rows[0])
     assert 0 < rows[0]["stage1/cadft/w_min"] < 1.0
 
+    # stage 2 never starts from a broken hand-over: no silent fallback to the base model
+    for weights in os.listdir(stage1["hf_model"]):
+        if weights.endswith(".safetensors"):
+            os.remove(os.path.join(stage1["hf_model"], weights))
+    rl = [f"data.train_files={default_inputs['data']}/rl/train.parquet",
+          f"data.val_files={default_inputs['data']}/rl/val.parquet"]
+    proc = launch(["recipe=cadft_then_grpo", *stage1_args(default_inputs, run), *rl], check=False)
+    assert proc.returncode != 0 and "stage 1 checkpoint corrupt: no weight files in" in proc.stderr
+    assert not (run / "stage2_rl").exists()
+
 
 def test_killed_in_stage1_rerun_resumes_stage1(tmp_path, default_inputs):
     run = tmp_path / "run"
