@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 import hydra
 from omegaconf import OmegaConf, open_dict
@@ -166,19 +167,27 @@ def launch(config) -> dict:
     run_dir = os.path.abspath(config.trainer.default_local_dir)
     os.makedirs(run_dir, exist_ok=True)
     os.environ.setdefault("VERL_FILE_LOGGER_ROOT", os.path.join(run_dir, "metrics"))
-    summary = {"recipe": config.get("recipe_name"), "stages": list(config.stages), "run_dir": run_dir, "results": {}}
+    summary = {"recipe": config.get("recipe_name"), "stages": list(config.stages), "run_dir": run_dir, "results": {},
+               "wall_s": {}}
     write_summary(run_dir, summary)
+    wall = summary["wall_s"]
+    t0 = time.time()
     init_ray(config)
+    wall["ray_init"] = time.time() - t0
     init_model = None
     if "cadft" in config.stages:
+        t0 = time.time()
         result = run_stage1(config, run_dir)
+        wall["stage1"] = time.time() - t0  # worker start-up, training, checkpointing and worker shutdown
         summary["results"]["stage1"] = result
         write_summary(run_dir, summary)
         init_model = result["hf_model"]
         check_handoff(init_model)
         print(f"[cadft-verl] stage 1 done: HF model {init_model}")
     if "rl" in config.stages:
+        t0 = time.time()
         summary["results"]["stage2"] = run_stage2(config, run_dir, init_model)
+        wall["stage2"] = time.time() - t0  # verl's trainer: worker and rollout start-up, steps, validation
     path = write_summary(run_dir, summary)
     print(f"[cadft-verl] run finished: outputs in {run_dir} (summary: {path})")
     return summary

@@ -8,6 +8,7 @@ logged metrics and feeds the batch's exact statistics to the EMA.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from cadft_verl.losses import LossConfig
@@ -20,6 +21,7 @@ class CompatibilityController:
         self.loss_cfg = loss_cfg
         self.stats = BatchStatsEMA(momentum=loss_cfg.momentum)
         self.last_private: dict[str, list[float]] = {}
+        self._prepass_s = 0.0
 
     @property
     def needs_stats(self) -> bool:
@@ -32,12 +34,18 @@ class CompatibilityController:
             return self.stats.as_given()
         if one_micro_batch_per_rank:
             return {"mode": "in_loss"}
-        return exact_batch_stats(prepass(), cfg.zscore, cfg.beta, cfg.eps)
+        start = time.perf_counter()
+        nll = prepass()
+        self._prepass_s += time.perf_counter() - start
+        return exact_batch_stats(nll, cfg.zscore, cfg.beta, cfg.eps)
 
     def after_step(self, metrics: dict) -> dict:
         """Replace the private ``cadft/_*`` entries of ``metrics`` by their summary; update the EMA."""
         private = pop_private(metrics)
         metrics.update(summarize(private, self.loss_cfg.zscore))
+        # wall time of this step's no-grad scoring pre-pass (0 when the statistics came for free)
+        metrics["perf/prepass_time_s"] = self._prepass_s
+        self._prepass_s = 0.0
         if private.get("c"):
             cfg = self.loss_cfg
             batch = exact_batch_stats(private["c"], cfg.zscore, cfg.beta, cfg.eps)
