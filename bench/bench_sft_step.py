@@ -1,7 +1,8 @@
 """Full verl SFT step cost of the three losses on CPU: step time and peak-memory ratios vs `sft`, side by side.
 
 Each configuration runs verl's real SFT trainer (FSDP2 engine, CPU platform, 1 rank) on the same local model and
-the same GSM8K rows; the step time is the hook's `perf/step_time_s` (the exact-statistics pre-pass included), the
+the same GSM8K rows; the step time is the hook's `perf/step_time_s` (wall, the exact-statistics pre-pass included)
+and `perf/step_cpu_s` (CPU seconds of the trainer process, which other load on the machine barely moves), the
 memory is the growth of the process's peak RSS over the training steps (`perf/max_rss_growth_gb`). Rounds are
 interleaved so that machine noise hits every configuration alike; the median over measured steps is reported.
 
@@ -48,7 +49,7 @@ TARGETS = {"cadft lagged / sft": 1.05, "cadft exact (pre-pass, 4 micro-batches) 
 
 
 def benchmark_rows(n):
-    from cadft_verl.data.paths import find_benchmarks_dir
+    from cadft_verl.utils.paths import find_benchmarks_dir
 
     bdir = find_benchmarks_dir()
     if bdir is None:
@@ -77,6 +78,7 @@ def main():
                                 {"role": "assistant", "content": r["answer"]}] for r in rows]}).to_parquet(data)
 
     step_times = {k: [] for k in CONFIGS}
+    step_cpu = {k: [] for k in CONFIGS}
     rss = {k: [] for k in CONFIGS}
     t0 = time.time()
     for rnd in range(args.rounds):
@@ -91,29 +93,34 @@ def main():
             if proc.returncode != 0 or len(metrics) < args.steps:
                 sys.exit(f"{name} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
             step_times[name] += [m["perf/step_time_s"] for m in metrics[args.warmup :]]
+            step_cpu[name] += [m["perf/step_cpu_s"] for m in metrics[args.warmup :]]
             rss[name].append(metrics[-1]["perf/max_rss_growth_gb"])
             print(f"[round {rnd + 1}/{args.rounds}] {name}: median step "
                   f"{statistics.median(step_times[name]):.3f}s  rss growth {rss[name][-1]:.3f} GB", flush=True)
 
     med = {k: statistics.median(v) for k, v in step_times.items()}
+    cpu = {k: statistics.median(v) for k, v in step_cpu.items()}
     mem = {k: statistics.median(v) for k, v in rss.items()}
     result = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "setup": {"model": "Qwen2 4 layers, hidden 128, vocab ~1k", "global_batch": 16, "ranks": 1,
                   "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds, "wall_s": time.time() - t0},
         "median_step_time_s": med,
+        "median_step_cpu_s": cpu,
         "max_rss_growth_gb": mem,
         "time_ratios": {k: med[a] / med[b] for k, (a, b) in RATIOS.items()},
+        "cpu_time_ratios": {k: cpu[a] / cpu[b] for k, (a, b) in RATIOS.items()},
         "memory_ratios": {k: (mem[a] / mem[b] if mem[b] > 0 else None) for k, (a, b) in RATIOS.items()},
         "targets": TARGETS,
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
-    print("\n| ratio | step time | peak-RSS growth |\n|---|---|---|")
+    print("\n| ratio | step wall time | step CPU time | peak-RSS growth |\n|---|---|---|---|")
     for k in RATIOS:
         mr = result["memory_ratios"][k]
-        print(f"| {k} | {result['time_ratios'][k]:.3f} | {mr:.3f} |" if mr else f"| {k} | {result['time_ratios'][k]:.3f} | n/a |")
+        mem = f"{mr:.3f}" if mr else "n/a"
+        print(f"| {k} | {result['time_ratios'][k]:.3f} | {result['cpu_time_ratios'][k]:.3f} | {mem} |")
     print(f"\nresults written to {args.out}")
 
 

@@ -69,7 +69,7 @@ class CADFTTrainingClient:
 
         if self._rss_base is None:
             self._rss_base = _max_rss_gb()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         if self.controller.needs_stats:
             one_micro = one_micro_batch_per_rank(data, self._inner.engine_config)
             stats = self.controller.stats_for_step(one_micro, lambda: self._prepass(data))
@@ -79,6 +79,8 @@ class CADFTTrainingClient:
             metrics = self.controller.after_step(tu.get(output, "metrics"))
             # wall time of the whole optimizer step, the exact-statistics pre-pass included
             metrics["perf/step_time_s"] = time.perf_counter() - start
+            # CPU seconds this process (all its threads) spent on the step: robust to other load on the machine
+            metrics["perf/step_cpu_s"] = time.process_time() - cpu_start
             # host memory (verl's device-memory metrics read 0 on the CPU platform)
             metrics["perf/max_rss_gb"] = _max_rss_gb()
             metrics["perf/max_rss_growth_gb"] = metrics["perf/max_rss_gb"] - self._rss_base
