@@ -1,10 +1,11 @@
 """Full verl SFT step cost of the three losses on CPU: step time and peak-memory ratios vs `sft`, side by side.
 
 Each configuration runs verl's real SFT trainer (FSDP2 engine, CPU platform, 1 rank) on the same local model and
-the same GSM8K rows; the step time is the hook's `perf/step_time_s` (wall, the exact-statistics pre-pass included)
+the same GSM8K rows (one intra-op thread per run); the step time is the hook's `perf/step_time_s` (wall, the exact-statistics pre-pass included)
 and `perf/step_cpu_s` (CPU seconds of the trainer process, which other load on the machine barely moves), the
-memory is the growth of the process's peak RSS over the training steps (`perf/max_rss_growth_gb`). Rounds are
-interleaved so that machine noise hits every configuration alike; the median over measured steps is reported.
+memory is the growth of the process's peak RSS over the training steps (`perf/max_rss_growth_gb`). The two
+configurations of each ratio alternate round by round, so that machine noise hits both alike; the median over
+measured steps is reported.
 
     python bench/bench_sft_step.py [--steps 10] [--rounds 2] [--quick]
 """
@@ -23,6 +24,9 @@ import time
 import pandas as pd
 
 from cadft_verl.trainer.launch import run_sft
+
+# one intra-op thread per run: no OpenMP spin-waiting, so other load on the machine distorts the timings less
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 from cadft_verl.utils.tiny_model import build_tiny_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,50 +81,56 @@ def main():
     pd.DataFrame({"messages": [[{"role": "user", "content": r["question"]},
                                 {"role": "assistant", "content": r["answer"]}] for r in rows]}).to_parquet(data)
 
-    step_times = {k: [] for k in CONFIGS}
-    step_cpu = {k: [] for k in CONFIGS}
-    rss = {k: [] for k in CONFIGS}
     t0 = time.time()
-    for rnd in range(args.rounds):
-        for name, (overrides, micro) in CONFIGS.items():
-            run_dir = os.path.join(work, f"{name}_{rnd}")
-            common = [f"model.path={model}", f"data.train_files={data}", "data.train_batch_size=16",
-                      f"data.micro_batch_size_per_gpu={micro}", "data.use_dynamic_bsz=False", "data.max_length=512",
-                      "data.truncation=right", f"trainer.total_training_steps={args.steps}", "trainer.save_freq=-1",
-                      "trainer.logger=[console,file]", f"trainer.default_local_dir={run_dir}/ckpt", "profile=cpu",
-                      "checkpoint.save_contents=[model]"]
-            metrics, proc = run_sft(common + overrides, run_dir)
-            if proc.returncode != 0 or len(metrics) < args.steps:
-                sys.exit(f"{name} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
-            step_times[name] += [m["perf/step_time_s"] for m in metrics[args.warmup :]]
-            step_cpu[name] += [m["perf/step_cpu_s"] for m in metrics[args.warmup :]]
-            rss[name].append(metrics[-1]["perf/max_rss_growth_gb"])
-            print(f"[round {rnd + 1}/{args.rounds}] {name}: median step "
-                  f"{statistics.median(step_times[name]):.3f}s  rss growth {rss[name][-1]:.3f} GB", flush=True)
+    per_ratio = {}
+    for ratio, pair in RATIOS.items():
+        # the two configurations of a ratio alternate (a, b, a, b, ...): drifts in machine load hit both alike
+        times = {name: [] for name in pair}
+        cpu = {name: [] for name in pair}
+        rss = {name: [] for name in pair}
+        for rnd in range(args.rounds):
+            for name in pair:
+                overrides, micro = CONFIGS[name]
+                run_dir = os.path.join(work, f"{name}_{len(per_ratio)}_{rnd}")
+                common = [f"model.path={model}", f"data.train_files={data}", "data.train_batch_size=16",
+                          f"data.micro_batch_size_per_gpu={micro}", "data.use_dynamic_bsz=False",
+                          "data.max_length=256", "data.truncation=right", f"trainer.total_training_steps={args.steps}",
+                          "trainer.save_freq=-1", "trainer.logger=[console,file]", "profile=cpu",
+                          f"trainer.default_local_dir={run_dir}/ckpt", "checkpoint.save_contents=[model]"]
+                metrics, proc = run_sft(common + overrides, run_dir)
+                if proc.returncode != 0 or len(metrics) < args.steps:
+                    sys.exit(f"{name} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+                times[name] += [m["perf/step_time_s"] for m in metrics[args.warmup :]]
+                cpu[name] += [m["perf/step_cpu_s"] for m in metrics[args.warmup :]]
+                rss[name].append(metrics[-1]["perf/max_rss_growth_gb"])
+        med = {n: statistics.median(v) for n, v in times.items()}
+        med_cpu = {n: statistics.median(v) for n, v in cpu.items()}
+        mem = {n: statistics.median(v) for n, v in rss.items()}
+        a_, b_ = pair
+        per_ratio[ratio] = {
+            "median_step_time_s": med, "median_step_cpu_s": med_cpu, "max_rss_growth_gb": mem,
+            "time_ratio": med[a_] / med[b_], "cpu_time_ratio": med_cpu[a_] / med_cpu[b_],
+            "memory_ratio": mem[a_] / mem[b_] if mem[b_] > 0 else None,
+        }
+        print(f"{ratio}: wall {per_ratio[ratio]['time_ratio']:.3f}, cpu {per_ratio[ratio]['cpu_time_ratio']:.3f}, "
+              f"memory {per_ratio[ratio]['memory_ratio']}", flush=True)
 
-    med = {k: statistics.median(v) for k, v in step_times.items()}
-    cpu = {k: statistics.median(v) for k, v in step_cpu.items()}
-    mem = {k: statistics.median(v) for k, v in rss.items()}
     result = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_avg_at_end": os.getloadavg()},
         "setup": {"model": "Qwen2 4 layers, hidden 128, vocab ~1k", "global_batch": 16, "ranks": 1,
-                  "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds, "wall_s": time.time() - t0},
-        "median_step_time_s": med,
-        "median_step_cpu_s": cpu,
-        "max_rss_growth_gb": mem,
-        "time_ratios": {k: med[a] / med[b] for k, (a, b) in RATIOS.items()},
-        "cpu_time_ratios": {k: cpu[a] / cpu[b] for k, (a, b) in RATIOS.items()},
-        "memory_ratios": {k: (mem[a] / mem[b] if mem[b] > 0 else None) for k, (a, b) in RATIOS.items()},
+                  "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds, "wall_s": time.time() - t0,
+                  "omp_threads": os.environ["OMP_NUM_THREADS"], "max_length": 256},
+        "ratios": per_ratio,
         "targets": TARGETS,
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
     print("\n| ratio | step wall time | step CPU time | peak-RSS growth |\n|---|---|---|---|")
-    for k in RATIOS:
-        mr = result["memory_ratios"][k]
-        mem = f"{mr:.3f}" if mr else "n/a"
-        print(f"| {k} | {result['time_ratios'][k]:.3f} | {result['cpu_time_ratios'][k]:.3f} | {mem} |")
+    for k, r in per_ratio.items():
+        mem = f"{r['memory_ratio']:.3f}" if r["memory_ratio"] else "n/a"
+        print(f"| {k} | {r['time_ratio']:.3f} | {r['cpu_time_ratio']:.3f} | {mem} |")
     print(f"\nresults written to {args.out}")
 
 

@@ -17,7 +17,9 @@ Without the entry (the loss used alone in a foreign trainer) the statistics are 
 micro-batch across ranks.
 
 Per-sample statistics travel back to the driver in the metrics under ``cadft/_*`` keys (lists), where
-``cadft_verl.losses.metrics.reduce_loss_metrics`` turns them into the logged metrics.
+``cadft_verl.losses.metrics`` (``pop_private`` / ``summarize``) turns them into the logged metrics. When the batch carries the
+samples' dataset positions (``dataset_index``), they are reported too (``cadft/_idx``, same order as ``_c``/``_z``/``_w``)
+for the per-sample compatibility history.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from .stats import exact_batch_stats
 from .weights import weights_from_z, z_scores
 
 STATS_KEY = "cadft_stats"
+# per-sample dataset position in the batch (added by cadft_verl.rewrite.IndexedSFTCollator)
+INDEX_KEY = "dataset_index"
 
 
 def _non_tensor(data, key, default=None):
@@ -75,7 +79,7 @@ def per_sample_nll(lp: torch.Tensor, mask: torch.Tensor, seg: torch.Tensor, batc
 
 def _sample_ids(data, positions):
     """Readable names of the samples at these micro-batch positions (dataset index when the batch carries it)."""
-    for key in ("index", "dataset_index"):
+    for key in (INDEX_KEY, "index"):
         if key in data.keys():
             try:
                 col = data[key]
@@ -149,6 +153,9 @@ class EngineLoss:
             metrics["cadft/_c"] = c[valid].tolist()
             metrics["cadft/_z"] = z[valid].tolist()
             metrics["cadft/_w"] = w[valid].tolist()
+            if INDEX_KEY in data.keys():
+                # dataset positions of the same samples, for the per-sample compatibility history
+                metrics["cadft/_idx"] = data[INDEX_KEY].reshape(-1)[valid.to(data[INDEX_KEY].device)].tolist()
             metrics["cadft/_loc"] = stats["loc"]
             metrics["cadft/_scale"] = stats["scale"]
         loss = per_token.sum() / batch_num_tokens * dp_size

@@ -3,6 +3,8 @@
 verl gathers each micro-batch's metrics dict into lists (per micro-batch, then per data-parallel rank), so the
 values arrive as nested lists. Everything here is a sum, min or per-sample list, so the reduction is exact for the
 global batch.
+``cadft/_idx`` (the samples' dataset positions, same order as ``_c``/``_z``/``_w``) is not summarised: the stage
+driver reads it from the popped private entries to update the per-sample compatibility history.
 """
 
 from __future__ import annotations

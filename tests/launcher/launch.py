@@ -20,6 +20,8 @@ def stage1_args(inputs, run_dir, steps=3, extra=()):
         f"cadft.trainer.total_training_steps={steps}",
         f"trainer.default_local_dir={run_dir}",
         "trainer.logger=[console,file]",
+        # weighting-only CADFT: rewrite rounds need a rollout engine (vLLM), tested in tests/rewrite
+        "cadft.rewrite.enabled=false",
         *extra,
     ]
 
