@@ -57,13 +57,6 @@ def check_inputs(config) -> None:
             raise FileNotFoundError(f"{key}: no file at {path!r}")
 
 
-def select_platform(config) -> None:
-    if str(config.trainer.get("device", "")).lower() == "cpu":
-        from cadft_verl.trainer.sft import select_platform as _select
-
-        _select(config)
-
-
 def init_ray(config) -> None:
     import ray
     from verl.trainer.constants_ppo import get_ppo_ray_runtime_env
@@ -195,10 +188,9 @@ def launch(config) -> dict:
 
 @hydra.main(config_path="recipes", config_name="main", version_base=None)
 def main(config):
-    select_platform(config)
-    from verl.utils.device import auto_set_device
+    from cadft_verl.platform import prepare_device
 
-    auto_set_device(config)
+    prepare_device(config)
     launch(config)
 
 

@@ -12,6 +12,7 @@ _EXPORTS = {
     "activate_cpu_platform": ".cpu",
     "cpu_platform_selected": ".cpu",
     "cpu_overrides": ".overrides",
+    "prepare_device": ".select",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -12,20 +12,6 @@ import os
 import hydra
 
 
-def select_platform(config) -> None:
-    """``trainer.device=cpu`` selects this plugin's verl ``cpu`` platform (before verl resolves its platform)."""
-    if str(config.trainer.get("device", "")).lower() == "cpu":
-        os.environ["VERL_PLATFORM"] = "cpu"
-        from verl.plugin.platform import platform_manager
-
-        from cadft_verl.platform import PlatformCPU, activate_cpu_platform
-
-        activate_cpu_platform()
-        current = platform_manager._current_platform
-        if current is None or current.device_name != "cpu":
-            platform_manager.set_platform(PlatformCPU())
-
-
 def check_inputs(config) -> None:
     """Fail before any worker starts when the model or a data file is missing, naming the key and path."""
     from cadft_verl.losses import LossConfig
@@ -62,10 +48,9 @@ def run_sft(config) -> None:
 
 @hydra.main(config_path="../config", config_name="sft_trainer", version_base=None)
 def main(config):
-    from verl.utils.device import auto_set_device
+    from cadft_verl.platform import prepare_device
 
-    select_platform(config)
-    auto_set_device(config)
+    prepare_device(config)
     run_sft(config)
 
 
