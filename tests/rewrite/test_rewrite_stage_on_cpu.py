@@ -103,15 +103,17 @@ def test_failed_round_keeps_originals_and_training_continues(tmp_path, noisy_inp
 
 
 def test_rewrite_needs_a_rollout_engine_or_rewrite_disabled(tmp_path, noisy_inputs):
-    try:
-        import vllm  # noqa: F401
+    import importlib.util
 
-        pytest.skip("vLLM is installed: the missing-engine error cannot happen here")
-    except ImportError:
-        pass
-    proc = launch(rewrite_args(noisy_inputs, tmp_path / "run", generator="rollout"), check=False)
+    # the rollout engine the launch is told to use must be one this environment lacks: vLLM where it is not
+    # installed, else SGLang (verl's other rollout engine)
+    engine = next((e for e in ("vllm", "sglang") if importlib.util.find_spec(e) is None), None)
+    if engine is None:
+        pytest.skip("both vLLM and SGLang are installed: no missing rollout engine to report")
+    args = rewrite_args(noisy_inputs, tmp_path / "run", generator="rollout")
+    proc = launch([*args, f"actor_rollout_ref.rollout.name={engine}"], check=False)
     assert proc.returncode != 0
-    assert "cadft.rewrite.enabled=false" in proc.stderr and "'vllm' is not installed" in proc.stderr
+    assert "cadft.rewrite.enabled=false" in proc.stderr and f"'{engine}' is not installed" in proc.stderr
 
 
 def test_kill_after_a_rewrite_round_and_resume_equals_uninterrupted(tmp_path, noisy_inputs, fake_env):
