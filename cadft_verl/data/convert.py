@@ -23,10 +23,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 from cadft_verl.data.filters import Decontaminator, chat_lengths, load_tokenizer, normalize_problem
-from cadft_verl.utils.paths import find_benchmarks_dir
 from cadft_verl.data.sources import DataError, Example, RawRow, RowError, get_source, open_input
 from cadft_verl.data.templates import DEFAULT_TEMPLATE, get_template
 from cadft_verl.data.writer import AtomicOutputs
+from cadft_verl.utils.paths import find_benchmarks_dir
 
 FORMATS = ("sft", "rl")
 # Drop reasons: bad input (warned about; --strict stops) and filters (silent, counted).

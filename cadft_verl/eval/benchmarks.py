@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import json
 import os
-
-from cadft_verl.utils.paths import benchmark_dir_candidates, find_benchmarks_dir
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cadft_verl.reward.extract import gsm8k_final, last_boxed
 from cadft_verl.reward.normalize import normalize_gold
-
-from cadft_verl.utils.paths import ENV_VAR as ENV_BENCHMARKS_DIR  # noqa: E402
+from cadft_verl.utils.paths import ENV_VAR as ENV_BENCHMARKS_DIR
+from cadft_verl.utils.paths import benchmark_dir_candidates, find_benchmarks_dir
 
 
 class BenchmarkError(Exception):

@@ -22,7 +22,6 @@ import time
 
 import torch
 from omegaconf import OmegaConf, open_dict
-from tensordict.tensorclass import NonTensorData
 from tqdm import tqdm
 
 from cadft_verl.history import HISTORY_FILE, CompatibilityHistory
@@ -355,7 +354,6 @@ class RayCADFTStage:
         save_freq = int(self.config.cadft.trainer.get("save_freq", -1) or -1)
         last = {}
         bar = tqdm(total=self.total_steps, initial=step, desc=f"stage 1 ({self.loss_cfg.loss})")
-        epoch = step // self.steps_per_epoch
         while step < self.total_steps:
             for batch in self.dataloader:
                 step += 1
@@ -373,7 +371,6 @@ class RayCADFTStage:
                     self.save(step)
                 if step >= self.total_steps:
                     break
-            epoch += 1
         bar.close()
         folder = self._step_dir(step)
         hf_model = os.path.join(folder, "actor", "huggingface")

@@ -3,7 +3,6 @@
 import json
 import os
 
-import pytest
 from launch import launch, launch_and_kill_when, stage1_args
 
 

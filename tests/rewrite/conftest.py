@@ -63,7 +63,6 @@ def noisy_inputs(default_inputs, tmp_path_factory):
     """The CPU default's GSM8K sample with NOISE_ROWS assistant targets replaced by noise (incompatible)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(default_inputs["model"])
