@@ -25,36 +25,24 @@ from omegaconf import OmegaConf, open_dict
 STAGES = ("cadft", "rl")
 
 
-def _files(value) -> list[str]:
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else [str(v) for v in value]
-
-
 def check_inputs(config) -> None:
     """Fail before any worker starts: unknown stage, missing model or data file (naming the key and path)."""
     from cadft_verl.losses import LossConfig
+    from cadft_verl.utils.paths import check_config_paths
 
     stages = list(config.stages)
     unknown = [s for s in stages if s not in STAGES]
     if unknown or not stages:
         raise ValueError(f"stages: {stages} is not a non-empty list of {STAGES}")
-    model = str(config.actor_rollout_ref.model.path)
-    if not os.path.exists(os.path.expanduser(model)):
-        raise FileNotFoundError(f"actor_rollout_ref.model.path: no model at {model!r}")
-    required = []
+    file_keys = []
     if "cadft" in stages:
         LossConfig.from_mapping(config.cadft)
         if not config.cadft.data.train_files:
             raise ValueError("cadft.data.train_files: the recipe runs stage 1 but no SFT training file is set")
-        required += [("cadft.data.train_files", p) for p in _files(config.cadft.data.train_files)]
-        required += [("cadft.data.val_files", p) for p in _files(config.cadft.data.val_files)]
+        file_keys += ["cadft.data.train_files", "cadft.data.val_files"]
     if "rl" in stages:
-        required += [("data.train_files", p) for p in _files(config.data.train_files)]
-        required += [("data.val_files", p) for p in _files(config.data.val_files)]
-    for key, path in required:
-        if not os.path.exists(os.path.expanduser(path)):
-            raise FileNotFoundError(f"{key}: no file at {path!r}")
+        file_keys += ["data.train_files", "data.val_files"]
+    check_config_paths(config, "actor_rollout_ref.model.path", file_keys)
 
 
 def init_ray(config) -> None:

@@ -11,7 +11,7 @@ user asks for it. ``activate_cpu_platform()`` does the remaining wiring that the
   ("Duplicate device type cpu").
 
 Model-side settings that the CPU needs (``sdpa`` attention, ``engine.strategy=fsdp2``, ``trainer.device=cpu``)
-are config, applied by ``cadft_verl.platform.overrides.cpu_overrides``.
+are config: the profile ``cadft_verl/config/profile/cpu.yaml`` (``cpu_overrides()`` for verl's own trainers).
 """
 
 from __future__ import annotations

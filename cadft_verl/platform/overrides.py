@@ -1,19 +1,25 @@
-"""Config overrides that verl needs to train on the CPU platform (hydra dotlist form)."""
+"""The CPU profile (``cadft_verl/config/profile/cpu.yaml``) as hydra overrides, for verl's own trainers.
+
+Our SFT entry point selects the profile with ``profile=cpu``. verl's ``verl.trainer.sft_trainer`` has no profile
+group, so the same settings are passed to it as ``++section.key=value`` overrides, read from that one file.
+"""
 
 from __future__ import annotations
 
-# Each entry: why it is needed on CPU.
-CPU_SFT_OVERRIDES: list[str] = [
-    # verl defaults to the 'cuda' device for tensors and the engine lookup
-    "trainer.device=cpu",
-    # FSDP1 needs an accelerator; FSDP2's fully_shard works on CPU with gloo
-    "engine.strategy=fsdp2",
-    # flash-attention is CUDA-only; sdpa runs everywhere
-    "+model.override_config.attn_implementation=sdpa",
-    # CPU kernels are fp32; bf16 autocast on CPU is slow and changes the numerics under test
-    "+engine.mixed_precision={param_dtype:fp32,reduce_dtype:fp32,buffer_dtype:fp32}",
-]
+import os
+
+PROFILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config", "profile", "cpu.yaml")
+
+
+def _render(value) -> str:
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_render(v)}" for k, v in value.items()) + "}"
+    return str(value)
 
 
 def cpu_overrides() -> list[str]:
-    return list(CPU_SFT_OVERRIDES)
+    """``++section.key=value`` for every ``section: {key: value}`` of the CPU profile (dict values inline)."""
+    from omegaconf import OmegaConf
+
+    profile = OmegaConf.to_container(OmegaConf.load(PROFILE))
+    return [f"++{section}.{key}={_render(value)}" for section, node in profile.items() for key, value in node.items()]

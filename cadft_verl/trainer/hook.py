@@ -45,7 +45,6 @@ class CADFTTrainingClient:
     def __init__(self, inner, loss_cfg: LossConfig):
         self._inner = inner
         self.controller = CompatibilityController(loss_cfg)
-        self.stats = self.controller.stats
         self._rss_base = None
 
     def __getattr__(self, name):

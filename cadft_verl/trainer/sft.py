@@ -7,26 +7,16 @@ Example (CPU, 2 ranks):
 
 from __future__ import annotations
 
-import os
-
 import hydra
 
 
 def check_inputs(config) -> None:
     """Fail before any worker starts when the model or a data file is missing, naming the key and path."""
     from cadft_verl.losses import LossConfig
+    from cadft_verl.utils.paths import check_config_paths
 
     LossConfig.from_mapping(config.get("cadft"))
-    model_path = config.model.path
-    if not model_path or not os.path.exists(os.path.expanduser(str(model_path))):
-        raise FileNotFoundError(f"model.path: no model at {model_path!r}")
-    for key in ("train_files", "val_files"):
-        files = config.data.get(key)
-        if files is None:
-            continue
-        for path in [files] if isinstance(files, str) else list(files):
-            if not os.path.exists(os.path.expanduser(str(path))):
-                raise FileNotFoundError(f"data.{key}: no file at {path!r}")
+    check_config_paths(config, "model.path", ("data.train_files", "data.val_files"))
 
 
 def run_sft(config) -> None:
