@@ -31,25 +31,32 @@ from cadft_verl.utils.tiny_model import build_tiny_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# name -> (overrides, micro-batch size); the global batch is 16 on one rank
+# name -> (overrides, micro-batch size, dynamic batching); the global batch is 16 on one rank. The CADFT default is
+# `stats: exact` (the current global batch): free when the rank holds one micro-batch, else a no-grad pre-pass.
 CONFIGS = {
-    "sft": (["cadft.loss=sft"], 4),
-    "dft": (["cadft.loss=dft"], 4),
-    "cadft_lagged": (["cadft.loss=cadft", "cadft.stats=lagged"], 4),
-    "cadft_exact_prepass": (["cadft.loss=cadft", "cadft.stats=exact"], 4),
-    "sft_1micro": (["cadft.loss=sft"], 16),
-    "cadft_exact_1micro": (["cadft.loss=cadft", "cadft.stats=exact"], 16),
-    "sft_fused": (["cadft.loss=sft", "model.use_fused_kernels=True"], 4),
-    "cadft_lagged_fused": (["cadft.loss=cadft", "cadft.stats=lagged", "model.use_fused_kernels=True"], 4),
+    "sft": (["cadft.loss=sft"], 4, False),
+    "dft": (["cadft.loss=dft"], 4, False),
+    "cadft_default_prepass": (["cadft.loss=cadft"], 4, False),
+    "cadft_lagged": (["cadft.loss=cadft", "cadft.stats=lagged"], 4, False),
+    "sft_1micro": (["cadft.loss=sft"], 16, False),
+    "cadft_default_1micro": (["cadft.loss=cadft"], 16, False),
+    "sft_dynamic": (["cadft.loss=sft", "data.max_token_len_per_gpu=8192"], 4, True),
+    "cadft_default_dynamic": (["cadft.loss=cadft", "data.max_token_len_per_gpu=8192"], 4, True),
+    "sft_fused": (["cadft.loss=sft", "model.use_fused_kernels=True"], 4, False),
+    "cadft_default_fused": (["cadft.loss=cadft", "model.use_fused_kernels=True"], 4, False),
 }
 RATIOS = {
     "dft / sft": ("dft", "sft"),
+    "cadft default, one micro-batch per rank (in-loss) / sft": ("cadft_default_1micro", "sft_1micro"),
+    "cadft default, dynamic batching, one micro-batch (in-loss) / sft": ("cadft_default_dynamic", "sft_dynamic"),
+    "cadft default, 4 micro-batches (pre-pass) / sft": ("cadft_default_prepass", "sft"),
     "cadft lagged / sft": ("cadft_lagged", "sft"),
-    "cadft exact (pre-pass, 4 micro-batches) / sft": ("cadft_exact_prepass", "sft"),
-    "cadft exact (1 micro-batch, in-loss) / sft (1 micro-batch)": ("cadft_exact_1micro", "sft_1micro"),
-    "cadft lagged / sft, fused log-prob kernels": ("cadft_lagged_fused", "sft_fused"),
+    "cadft default (pre-pass) / sft, fused log-prob kernels": ("cadft_default_fused", "sft_fused"),
 }
-TARGETS = {"cadft lagged / sft": 1.05, "cadft exact (pre-pass, 4 micro-batches) / sft": 1.45}
+TARGETS = {"cadft default, one micro-batch per rank (in-loss) / sft": 1.05,
+           "cadft default, dynamic batching, one micro-batch (in-loss) / sft": 1.05,
+           "cadft default, 4 micro-batches (pre-pass) / sft": 1.25,
+           "memory (every ratio)": 1.02}
 
 
 def benchmark_rows(n):
@@ -90,10 +97,10 @@ def main():
         rss = {name: [] for name in pair}
         for rnd in range(args.rounds):
             for name in pair:
-                overrides, micro = CONFIGS[name]
+                overrides, micro, dynamic = CONFIGS[name]
                 run_dir = os.path.join(work, f"{name}_{len(per_ratio)}_{rnd}")
                 common = [f"model.path={model}", f"data.train_files={data}", "data.train_batch_size=16",
-                          f"data.micro_batch_size_per_gpu={micro}", "data.use_dynamic_bsz=False",
+                          f"data.micro_batch_size_per_gpu={micro}", f"data.use_dynamic_bsz={dynamic}",
                           "data.max_length=256", "data.truncation=right", f"trainer.total_training_steps={args.steps}",
                           "trainer.save_freq=-1", "trainer.logger=[console,file]", "profile=cpu",
                           f"trainer.default_local_dir={run_dir}/ckpt", "checkpoint.save_contents=[model]"]

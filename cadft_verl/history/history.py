@@ -7,6 +7,10 @@ rewrite round's originals). The EMA uses momentum ``m`` (``cadft.history.momentu
     ema_z <- z                          on the first visit
     ema_z <- m * ema_z + (1 - m) * z    afterwards
 
+A sample whose target is rewritten starts a fresh history (``reset``) and is *pending* until a training step has
+visited it with the new target: pending samples are never rewrite candidates, and no-grad scoring does not end the
+pending state (``update(..., trained=False)``).
+
 ``last_step`` is the optimizer step of the most recent visit (the rewrite round uses it to find samples not visited
 since the previous round). The whole state is JSON-serialisable and is saved with every stage-1 checkpoint
 (``global_step_N/cadft_history.json``), so a resumed run continues with the same history.
@@ -33,10 +37,13 @@ class CompatibilityHistory:
         self.ema_z: list[float | None] = [None] * self.size
         self.visits: list[int] = [0] * self.size
         self.last_step: list[int] = [-1] * self.size
+        self.pending: set[int] = set()
 
     # ------------------------------------------------------------------------------------------------------------
-    def update(self, indices: Iterable[int], z: Iterable[float], step: int) -> int:
-        """Record one visit per (index, z) pair; non-finite z values are skipped. Returns the number recorded."""
+    def update(self, indices: Iterable[int], z: Iterable[float], step: int, trained: bool = True) -> int:
+        """Record one visit per (index, z) pair; non-finite z values are skipped. Returns the number recorded.
+        ``trained``: the visit is a training step (ends a rewritten sample's pending state); False for no-grad
+        scoring."""
         m = self.momentum
         n = 0
         for i, zi in zip(indices, z, strict=True):
@@ -49,8 +56,16 @@ class CompatibilityHistory:
             self.ema_z[i] = zi if prev is None else m * prev + (1.0 - m) * zi
             self.visits[i] += 1
             self.last_step[i] = int(step)
+            if trained:
+                self.pending.discard(i)
             n += 1
         return n
+
+    def reset(self, index: int) -> None:
+        """A fresh history for a sample whose target was replaced; pending until trained with the new target."""
+        i = int(index)
+        self.ema_z[i], self.visits[i], self.last_step[i] = None, 0, -1
+        self.pending.add(i)
 
     def visited(self, min_visits: int = 1) -> list[int]:
         return [i for i, v in enumerate(self.visits) if v >= min_visits]
@@ -70,7 +85,7 @@ class CompatibilityHistory:
     # ------------------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"size": self.size, "momentum": self.momentum, "ema_z": list(self.ema_z),
-                "visits": list(self.visits), "last_step": list(self.last_step)}
+                "visits": list(self.visits), "last_step": list(self.last_step), "pending": sorted(self.pending)}
 
     def load_state_dict(self, state: dict) -> None:
         if int(state["size"]) != self.size:
@@ -81,6 +96,7 @@ class CompatibilityHistory:
         self.ema_z = [None if z is None else float(z) for z in state["ema_z"]]
         self.visits = [int(v) for v in state["visits"]]
         self.last_step = [int(s) for s in state["last_step"]]
+        self.pending = {int(i) for i in state.get("pending", [])}
 
     def save(self, path: str) -> None:
         tmp = path + ".tmp"

@@ -19,8 +19,11 @@ class LossConfig:
     loss: ``sft`` (verl's token-mean NLL), ``dft`` (token weights sg(p_t)), ``cadft`` (DFT x sample weights).
     beta: strength of the down-weighting, w = exp(-beta * max(0, z)).
     eps: added to the batch std before dividing.
-    stats: ``exact`` (statistics of the current global batch) or ``lagged`` (EMA of previous global batches).
+    stats: ``exact`` (statistics of the current global batch: free when each rank holds one micro-batch, else a
+        no-grad pre-pass) or ``lagged`` (EMA of previous global batches; biased while the NLL falls).
     momentum: EMA momentum of the lagged statistics.
+    prepass_micro_batch_scale: the no-grad pre-pass runs micro-batches (or token budgets) this many times larger than
+        training's (no activations are kept for a backward pass).
     zscore: ``standard`` (mean, population std) or ``robust`` (median, 1.4826 x MAD).
     renormalize: rescale the global batch's weights to mean 1.
     """
@@ -28,8 +31,9 @@ class LossConfig:
     loss: str = "cadft"
     beta: float = 1.0
     eps: float = 1e-6
-    stats: str = "lagged"
+    stats: str = "exact"
     momentum: float = 0.9
+    prepass_micro_batch_scale: int = 4
     zscore: str = "standard"
     renormalize: bool = False
     extra: dict = field(default_factory=dict)
@@ -48,6 +52,9 @@ class LossConfig:
             raise ValueError(f"cadft.stats: unknown statistics mode {self.stats!r}; choose one of {STATS_MODES}")
         if not 0.0 <= float(self.momentum) < 1.0:
             raise ValueError(f"cadft.momentum must be in [0, 1), got {self.momentum!r}")
+        scale = self.prepass_micro_batch_scale
+        if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+            raise ValueError(f"cadft.prepass_micro_batch_scale must be an int >= 1, got {scale!r}")
         if self.zscore not in ZSCORE_MODES:
             raise ValueError(f"cadft.zscore: unknown z-score mode {self.zscore!r}; choose one of {ZSCORE_MODES}")
 

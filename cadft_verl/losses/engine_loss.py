@@ -5,16 +5,24 @@ micro-batch; every micro-batch loss is normalised by the global token count (``b
 micro-batches and data-parallel ranks) times ``dp_size`` (FSDP averages gradients over ranks), exactly as verl's
 ``sft_loss``. Only the per-token weights differ between modes, so ``loss: sft`` reproduces verl's loss.
 
-CADFT needs the location/scale of the per-sample NLL over the *global* batch. The trainer hook
-(``cadft_verl.trainer.hook``) provides them in the batch as the non-tensor entry ``cadft_stats``:
+CADFT needs the location/scale of the per-sample NLL over the *global* batch. The per-step controller
+(``cadft_verl.trainer.controller``) provides them in the batch as the non-tensor entry ``cadft_stats``:
 
-- ``{"mode": "given", "loc", "scale", "w_mean"}``: from a no-grad pre-pass (``exact``) or the EMA of previous
-  batches (``lagged``);
-- ``{"mode": "in_loss"}``: each rank's share is one micro-batch, so the exact statistics come from this very
-  forward with one all-gather across data-parallel ranks (free).
+- ``{"mode": "given", "loc", "scale", "w_mean"}``: from a no-grad pre-pass over the global batch (``exact``) or the
+  EMA of previous batches (``lagged``); ``w_mean`` is the global-batch mean of the weights these statistics give
+  (what ``renormalize`` divides by);
+- ``{"mode": "in_loss", "single": true}``: each rank's share is one micro-batch, so the exact statistics come from
+  this very forward with one all-gather across data-parallel ranks (free). The gathered token counts must add up to
+  the global batch's (``batch_num_tokens``): anything else means a rank holds several micro-batches and is an error,
+  never silently wrong weights. Optional ``loc``/``scale`` fix the location/scale (``lagged`` with ``renormalize``:
+  only the mean weight is taken from the gathered batch).
 
-Without the entry (the loss used alone in a foreign trainer) the statistics are computed ``in_loss``, i.e. over the
+Without the entry (the loss used alone in a foreign trainer) the statistics are computed ``in_loss`` over the
 micro-batch across ranks.
+
+Non-finite log-probabilities on response tokens are agreed on through a collective over the data-parallel group
+(one scalar all-reduce per micro-batch): every rank raises the same error, naming every bad sample, instead of one
+rank raising while the others wait in their next collective.
 
 Per-sample statistics travel back to the driver in the metrics under ``cadft/_*`` keys (lists), where
 ``cadft_verl.losses.metrics`` (``pop_private`` / ``summarize``) turns them into the logged metrics. When the batch carries the
@@ -89,23 +97,44 @@ def _sample_ids(data, positions):
     return [f"micro-batch position {p}" for p in positions]
 
 
-def _check_finite(lp, mask, seg, data):
+def _dp_world(dp_group) -> int:
+    if dp_group is None or not dist.is_initialized():
+        return 1
+    return dist.get_world_size(dp_group)
+
+
+def _check_finite(lp, mask, seg, data, dp_group=None):
+    """Raise the same FloatingPointError on every data-parallel rank when any rank has a non-finite log-prob."""
     bad_tok = mask & ~torch.isfinite(lp.detach())
-    if bool(bad_tok.any()):
-        positions = sorted(set(seg[bad_tok].tolist()))
-        raise FloatingPointError(
-            "cadft loss: non-finite log-probabilities on response tokens of sample(s) "
-            + ", ".join(_sample_ids(data, positions))
-            + " (check the model's numerics / learning rate and the sample's text)"
-        )
+    local_bad = bool(bad_tok.any())
+    world = _dp_world(dp_group)
+    if world > 1:
+        flag = torch.tensor([1.0 if local_bad else 0.0], device=lp.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=dp_group)
+        any_bad = bool(flag.item() > 0)
+    else:
+        any_bad = local_bad
+    if not any_bad:
+        return
+    names = _sample_ids(data, sorted(set(seg[bad_tok].tolist()))) if local_bad else []
+    if world > 1:
+        parts = [None] * world
+        dist.all_gather_object(parts, (dist.get_rank(), names), group=dp_group)
+        names = [f"{n} (rank {r})" for r, part in parts for n in part]
+    raise FloatingPointError(
+        "cadft loss: non-finite log-probabilities on response tokens of sample(s) "
+        + ", ".join(names)
+        + " (check the model's numerics / learning rate and the sample's text)"
+    )
 
 
-def _gather_across_dp(values: list[float], dp_group) -> list[float]:
-    if dp_group is None or not dist.is_initialized() or dist.get_world_size(dp_group) == 1:
-        return values
+def _gather_across_dp(values, dp_group) -> list:
+    """Every rank's ``values`` (a list), concatenated in rank order."""
+    if _dp_world(dp_group) == 1:
+        return [values]
     out = [None] * dist.get_world_size(dp_group)
     dist.all_gather_object(out, values, group=dp_group)
-    return [v for part in out for v in part]
+    return out
 
 
 class EngineLoss:
@@ -127,7 +156,7 @@ class EngineLoss:
                 "check data.max_length/truncation and that the data has assistant turns"
             )
         lp, mask, seg, batch = flatten_token_batch(model_output["log_probs"], data)
-        _check_finite(lp, mask, seg, data)
+        _check_finite(lp, mask, seg, data, dp_group)
         nll_sum, count = per_sample_nll(lp, mask, seg, batch)
         valid = count > 0
         c = nll_sum / count.clamp(min=1.0)
@@ -148,11 +177,13 @@ class EngineLoss:
             per_token = per_token * p
             metrics["cadft/_p_sum"] = float((p * mask).sum())
         if self.spec.sample_weighted:
-            w, z, stats = self._sample_weights(c, valid, data, dp_group)
+            w, z, stats = self._sample_weights(c, valid, data, dp_group, float(count.sum()))
             per_token = per_token * w.to(per_token.dtype)[seg]
             metrics["cadft/_c"] = c[valid].tolist()
             metrics["cadft/_z"] = z[valid].tolist()
             metrics["cadft/_w"] = w[valid].tolist()
+            # response-token count of each sample: which target was trained on (e.g. a rewrite)
+            metrics["cadft/_n"] = count[valid].tolist()
             if INDEX_KEY in data.keys():
                 # dataset positions of the same samples, for the per-sample compatibility history
                 metrics["cadft/_idx"] = data[INDEX_KEY].reshape(-1)[valid.to(data[INDEX_KEY].device)].tolist()
@@ -161,17 +192,35 @@ class EngineLoss:
         loss = per_token.sum() / batch_num_tokens * dp_size
         return loss, metrics
 
-    def _sample_weights(self, c, valid, data, dp_group):
+    def _sample_weights(self, c, valid, data, dp_group, local_tokens: float):
         cfg = self.cfg
         stats = _non_tensor(data, STATS_KEY, None) or {"mode": "in_loss"}
-        if stats.get("mode") == "given":
+        mode = stats.get("mode")
+        if mode == "given":
             loc, scale = float(stats["loc"]), float(stats["scale"])
             w_mean = float(stats.get("w_mean", 1.0))
-        elif stats.get("mode") == "in_loss":
-            batch = exact_batch_stats(_gather_across_dp(c[valid].tolist(), dp_group), cfg.zscore, cfg.beta, cfg.eps)
-            loc, scale, w_mean = batch["loc"], batch["scale"], batch["w_mean"]
+        elif mode == "in_loss":
+            parts = _gather_across_dp((c[valid].tolist(), local_tokens), dp_group)
+            if stats.get("single"):
+                tokens = sum(t for _, t in parts)
+                if abs(tokens - float(data["batch_num_tokens"])) > 0.5:
+                    raise RuntimeError(
+                        "cadft loss: statistics were to come from the training forward (one micro-batch per rank), "
+                        f"but this micro-batch holds {tokens:.0f} of the global batch's "
+                        f"{float(data['batch_num_tokens']):.0f} response tokens: a rank holds several micro-batches. "
+                        "This is a bug in the micro-batch detection; set cadft.stats=exact with a pre-pass by "
+                        "lowering data.micro_batch_size_per_gpu, and report it."
+                    )
+            gathered = [v for part, _ in parts for v in part]
+            if stats.get("loc") is not None:
+                loc, scale = float(stats["loc"]), float(stats["scale"])
+                w_mean = float(weights_from_z(z_scores(torch.tensor(gathered, dtype=torch.float64), loc, scale,
+                                                       cfg.eps), cfg.beta).mean()) if gathered else 1.0
+            else:
+                batch = exact_batch_stats(gathered, cfg.zscore, cfg.beta, cfg.eps)
+                loc, scale, w_mean = batch["loc"], batch["scale"], batch["w_mean"]
         else:
-            raise ValueError(f"cadft loss: unknown {STATS_KEY} mode {stats.get('mode')!r}")
+            raise ValueError(f"cadft loss: unknown {STATS_KEY} mode {mode!r}")
         z = z_scores(c, loc, scale, cfg.eps)
         w = weights_from_z(z, cfg.beta)
         if cfg.renormalize and w_mean > 0:

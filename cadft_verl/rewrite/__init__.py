@@ -15,7 +15,7 @@ from .dataset import INDEX_KEY, IndexedSFTCollator, RewritableSFTDataset
 from .generator import GenerationError, GenRequest, RewriteGenerator, VerlRolloutGenerator, generator_class
 from .round import RewriteRound
 from .schedule import RewriteSchedule, resolve_steps
-from .selection import draw, num_candidates, select_candidates
+from .selection import LookaheadSelector, PersistentSelector, draw, num_candidates, select_candidates
 
 __all__ = [
     "INDEX_KEY",
@@ -23,6 +23,8 @@ __all__ = [
     "GenRequest",
     "GenerationError",
     "IndexedSFTCollator",
+    "LookaheadSelector",
+    "PersistentSelector",
     "RewritableSFTDataset",
     "RewriteConfig",
     "RewriteGenerator",

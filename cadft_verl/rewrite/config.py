@@ -17,7 +17,12 @@ class RewriteConfig:
         (float < 1). [ours] 0.3 and 0.2 (the paper's 3000/1000 steps do not fit a ~400-step run).
     fraction: share of the dataset taken as candidates per round (top EMA z). Paper: 0.005.
     prob: probability that each candidate is rewritten. Paper: 0.5.
-    min_visits: a candidate must have been visited at least this often. [ours] 1.
+    min_visits: in a multi-epoch stage, a candidate must have been visited (trained on) at least this often: its EMA z
+        over the visits is "persistently incompatible". [ours] null = 2, or 1 in a two-epoch stage (a rewrite needs
+        a visit left to be trained on). Not used by a single-pass stage.
+    lookahead: in a single-pass stage (the DFT protocol: one epoch), candidates come from the samples still to come
+        in this epoch, scored in a no-grad look-ahead of the current policy: at most this many of them, in
+        training order. [ours] null = the samples of the steps until the next round (or the stage's end).
     temperature / top_p: nucleus sampling of the policy's own answer. Paper: 0.7 / 0.9.
     max_tokens: longest rewrite in tokens; null = cadft.data.max_length.
     n: candidates generated per chosen sample; the verified one with the lowest NLL wins. [ours] 4.
@@ -35,7 +40,8 @@ class RewriteConfig:
     every: float | int = 0.2
     fraction: float = 0.005
     prob: float = 0.5
-    min_visits: int = 1
+    min_visits: int | None = None
+    lookahead: int | None = None
     temperature: float = 0.7
     top_p: float = 0.9
     max_tokens: int | None = None
@@ -64,8 +70,10 @@ class RewriteConfig:
             raise ValueError(f"cadft.rewrite.fraction must be in (0, 1], got {self.fraction!r}")
         if not 0.0 <= float(self.prob) <= 1.0:
             raise ValueError(f"cadft.rewrite.prob must be in [0, 1], got {self.prob!r}")
-        if int(self.min_visits) < 0:
-            raise ValueError(f"cadft.rewrite.min_visits must be >= 0, got {self.min_visits!r}")
+        if self.min_visits is not None and int(self.min_visits) < 1:
+            raise ValueError(f"cadft.rewrite.min_visits must be >= 1 or null, got {self.min_visits!r}")
+        if self.lookahead is not None and int(self.lookahead) < 1:
+            raise ValueError(f"cadft.rewrite.lookahead must be >= 1 or null, got {self.lookahead!r}")
         if float(self.temperature) < 0:
             raise ValueError(f"cadft.rewrite.temperature must be >= 0, got {self.temperature!r}")
         if not 0.0 < float(self.top_p) <= 1.0:
@@ -76,6 +84,12 @@ class RewriteConfig:
             raise ValueError(f"cadft.rewrite.n must be >= 1, got {self.n!r}")
         if float(self.verify_timeout) <= 0 or float(self.generation_timeout) <= 0:
             raise ValueError("cadft.rewrite.verify_timeout and generation_timeout must be > 0")
+
+    def visits_needed(self, epochs: int = 3) -> int:
+        """Training visits a candidate needs in a stage of ``epochs`` (started) epochs."""
+        if self.min_visits is not None:
+            return int(self.min_visits)
+        return max(1, min(2, int(epochs) - 1))
 
     @classmethod
     def from_mapping(cls, cfg) -> "RewriteConfig":

@@ -1,13 +1,16 @@
 """One rewrite round (METHOD.md section 4), independent of how candidates are generated and scored.
 
 After optimizer step ``step``:
-1. [``score_unvisited``] samples not visited since the previous round are scored in no-grad passes (history visits);
-2. candidates = top ``fraction`` of the dataset by EMA z with at least ``min_visits`` visits; each is drawn with
-   probability ``prob``;
+1. [``score_unvisited``, multi-epoch stages] samples not visited since the previous round are scored in no-grad
+   passes (history visits);
+2. candidates come from the selector (``selection``: top ``fraction`` of the dataset by EMA z over ``min_visits``
+   training visits, or, in a single pass, by z in a no-grad look-ahead of the samples still to come); each is drawn
+   with probability ``prob``;
 3. the generator (verl's rollout replicas with the current weights) samples ``n`` answers per drawn sample;
 4. each answer is verified against the sample's reference (``verify``), then the original target and the surviving
    answers are scored under the current policy (one no-grad pass); the lowest-NLL answer replaces the target;
-5. every candidate gets an audit record; the round's metrics are returned.
+5. an accepted sample starts a fresh history, pending until it is trained on with the new target;
+6. every candidate gets an audit record; the round's metrics are returned.
 If generation or scoring fails (exception or ``generation_timeout``), every original target stays, the failure is
 logged and recorded in the audit and the metrics (``rewrite/failed``), and training goes on.
 """
@@ -25,7 +28,7 @@ from .audit import AuditRecord
 from .config import RewriteConfig
 from .dataset import RewritableSFTDataset
 from .generator import GenRequest, RewriteGenerator
-from .selection import draw, select_candidates
+from .selection import LookaheadSelector, PersistentSelector, draw
 from .verify import verify_candidates
 
 logger = logging.getLogger("cadft_verl")
@@ -75,7 +78,7 @@ def _mean(values):
 class RewriteRound:
     def __init__(self, cfg: RewriteConfig, dataset: RewritableSFTDataset, history: CompatibilityHistory, tokenizer,
                  generator: RewriteGenerator | None, score_fn: ScoreFn, z_fn: Callable[[float], float],
-                 max_length: int, chat_template_kwargs: dict | None = None, verify_pool=None):
+                 max_length: int, chat_template_kwargs: dict | None = None, verify_pool=None, selector=None):
         self.cfg = cfg
         self.dataset = dataset
         self.history = history
@@ -86,6 +89,8 @@ class RewriteRound:
         self.max_length = int(max_length)
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.verify_pool = verify_pool
+        # which samples are candidates: by default the compatibility history (multi-epoch stages)
+        self.selector = selector or PersistentSelector(history, cfg.fraction, cfg.visits_needed())
 
     # ------------------------------------------------------------------------------------------------------------
     def prompt_ids(self, index: int) -> list[int]:
@@ -102,25 +107,30 @@ class RewriteRound:
             return 0
         nll = self.score_fn([(i, None) for i in todo])
         pairs = [(i, self._z(v)) for i, v in zip(todo, nll, strict=True) if v is not None]
-        return self.history.update([i for i, _ in pairs], [z for _, z in pairs], step)
+        return self.history.update([i for i, _ in pairs], [z for _, z in pairs], step, trained=False)
 
     # ------------------------------------------------------------------------------------------------------------
     def run(self, step: int, previous_round: int = 0) -> tuple[list[AuditRecord], dict[str, float]]:
         cfg = self.cfg
         start = time.perf_counter()
         metrics: dict[str, float] = {"rewrite/round": 1.0, "rewrite/failed": 0.0}
-        scored = self.score_unvisited(step, previous_round) if cfg.score_unvisited else 0
+        lookahead = isinstance(self.selector, LookaheadSelector)
+        scored = self.score_unvisited(step, previous_round) if cfg.score_unvisited and not lookahead else 0
         metrics["rewrite/scored_unvisited"] = float(scored)
 
-        candidates = select_candidates(self.history, cfg.fraction, cfg.min_visits)
+        selected = self.selector(step)
+        if lookahead:
+            metrics["rewrite/lookahead_scored"] = float(self.selector.last_window)
+        candidates = [i for i, _ in selected]
         chosen = draw(candidates, cfg.prob, cfg.seed, step)
         records: dict[int, AuditRecord] = {}
-        for index, drawn in zip(candidates, chosen, strict=True):
+        for (index, z_sel), drawn in zip(selected, chosen, strict=True):
             info = self.dataset.extra_info(index)
             rec = AuditRecord(step=step, index=index, ema_z=self.history.ema_z[index],
                               visits=self.history.visits[index], drawn=drawn,
                               uid=info.get("uid"), source_index=info.get("index"),
-                              old_text=self.dataset.target(index))
+                              old_text=self.dataset.target(index),
+                              extra={"selected_by": self.selector.kind, "selection_z": z_sel})
             if not drawn:
                 rec.reason = f"not drawn (prob={cfg.prob})"
             records[index] = rec
@@ -220,7 +230,7 @@ class RewriteRound:
                 best[i] = (v, j)
         # the originals' scores are visits too
         scored = [(i, self._z(old[i])) for i in todo if old[i] is not None]
-        self.history.update([i for i, _ in scored], [z for _, z in scored], step)
+        self.history.update([i for i, _ in scored], [z for _, z in scored], step, trained=False)
 
         after = []
         for i, cands in zip(todo, texts, strict=True):
@@ -232,6 +242,8 @@ class RewriteRound:
                 rec.accepted = True
                 rec.reason = "accepted" if cfg.verify else "accepted (unverified)"
                 self.dataset.set_target(i, cands[j])
+                # a new target: a fresh history, not a candidate again until trained on with it
+                self.history.reset(i)
                 after.append(v)
             else:
                 after.append(old[i])

@@ -1,8 +1,9 @@
 """Extra trainer state saved inside verl's checkpoints (``global_step_N/cadft_state.json``).
 
-Wraps verl's ``CheckpointHandler`` (delegating everything else): the state file is written atomically by rank 0
-*before* verl writes the step folder's tracker, so a checkpoint verl considers complete always holds it; on resume
-it is read back from the folder verl resumes from.
+Wraps verl's ``CheckpointHandler`` (delegating everything else): the state file (and any files of ``save_files``)
+is written atomically by rank 0 *before* verl writes the step folder's tracker, so a checkpoint verl considers
+complete always holds it; on resume it is read back from the folder verl resumes from (``load_files`` gets that
+folder). Used by the drop-in SFT stage (SPMD) and stage 1 of the one launch (Ray).
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ STATE_FILE = "cadft_state.json"
 
 
 class ExtraStateCheckpointHandler:
-    def __init__(self, inner, objects: dict):
-        """``objects``: name -> object with ``state_dict()`` / ``load_state_dict(state)`` (JSON-serialisable)."""
+    def __init__(self, inner, objects: dict, save_files=None, load_files=None):
+        """``objects``: name -> object with ``state_dict()`` / ``load_state_dict(state)`` (JSON-serialisable).
+        ``save_files(folder)`` / ``load_files(folder)``: optional extra files of the step folder."""
         self._inner = inner
         self._objects = objects
+        self._save_files = save_files
+        self._load_files = load_files
         self.loaded_from: str | None = None
 
     def __getattr__(self, name):
@@ -37,6 +41,8 @@ class ExtraStateCheckpointHandler:
             with open(tmp, "w") as f:
                 json.dump({"step": step, **state}, f)
             os.replace(tmp, os.path.join(folder, STATE_FILE))
+            if self._save_files is not None:
+                self._save_files(folder)
         return self._inner.save_checkpoint(step)
 
     def load_checkpoint(self):
@@ -55,5 +61,7 @@ class ExtraStateCheckpointHandler:
             for name, obj in self._objects.items():
                 if name in state:
                     obj.load_state_dict(state[name])
+            if self._load_files is not None:
+                self._load_files(folder)
             self.loaded_from = path
         return step

@@ -32,13 +32,67 @@ def valid_sample_nll(log_probs, data) -> list[float]:
     return (nll_sum[valid] / count[valid]).tolist()
 
 
-def one_micro_batch_per_rank(data, engine_config, dp_size: int = 1) -> bool:
+def _sequence_lengths(data):
+    """Every sample's token count (prompt and response), as verl's dynamic batching counts it."""
+    input_ids = data["input_ids"]
+    if input_ids.is_nested:
+        return input_ids.offsets().diff()
+    return data["attention_mask"].sum(dim=1)
+
+
+def _setting(data, key, default):
     from verl.utils import tensordict_utils as tu
 
-    if tu.get_non_tensor_data(data, "use_dynamic_bsz", engine_config.use_dynamic_bsz):
-        return False
-    micro = tu.get_non_tensor_data(data, "micro_batch_size_per_gpu", None) or engine_config.micro_batch_size_per_gpu
-    return micro is not None and data.batch_size[0] <= micro * dp_size
+    value = tu.get_non_tensor_data(data, key, None)
+    return default if value is None else value
+
+
+def one_micro_batch_per_rank(data, engine_config, dp_size: int = 1, dp_group=None) -> bool:
+    """Whether verl's engine will train each rank's share of ``data`` as a single micro-batch.
+
+    ``data`` is the whole global batch (``dp_size`` > 1: the Ray driver, which splits it into ``dp_size`` equal
+    contiguous shares) or this rank's share (``dp_group``: the SPMD trainer, which agrees with the other ranks through
+    one all-reduce). Under dynamic batching verl packs ``ceil(tokens / max_token_len_per_gpu)`` micro-batches per rank
+    and takes the maximum over ranks, so one micro-batch means every share fits the token budget."""
+    import torch
+
+    if _setting(data, "use_dynamic_bsz", engine_config.use_dynamic_bsz):
+        budget = int(_setting(data, "max_token_len_per_gpu", engine_config.max_token_len_per_gpu))
+        lengths = _sequence_lengths(data)
+        shares = lengths.reshape(dp_size, -1).sum(dim=1) if dp_size > 1 else lengths.sum().reshape(1)
+        single = bool((shares <= budget).all())
+    else:
+        micro = _setting(data, "micro_batch_size_per_gpu", engine_config.micro_batch_size_per_gpu)
+        single = micro is not None and data.batch_size[0] <= int(micro) * dp_size
+    if dp_group is not None and dist.is_initialized() and dist.get_world_size(dp_group) > 1:
+        from verl.utils.device import get_device_name
+
+        flag = torch.tensor([1 if single else 0], device=get_device_name())  # the group's device (NCCL: cuda)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN, group=dp_group)
+        single = bool(flag.item())
+    return single
+
+
+def prepass_batch_settings(data, engine_config, scale: int, dp_size: int = 1) -> dict:
+    """Micro-batching of the no-grad pre-pass: ``scale`` times training's micro-batch (the largest divisor of a
+    rank's share not above it: verl splits each share into equal micro-batches) or token budget."""
+    if _setting(data, "use_dynamic_bsz", engine_config.use_dynamic_bsz):
+        budget = int(_setting(data, "max_token_len_per_gpu", engine_config.max_token_len_per_gpu))
+        return {"max_token_len_per_gpu": budget * scale}
+    share = data.batch_size[0] // dp_size
+    micro = int(_setting(data, "micro_batch_size_per_gpu", engine_config.micro_batch_size_per_gpu))
+    size = max(d for d in range(1, min(share, micro * scale) + 1) if share % d == 0)
+    return {"micro_batch_size_per_gpu": size}
+
+
+def refuse_sequence_parallel(sp_size: int, option: str) -> None:
+    """CADFT's per-sample statistics are computed on data-parallel ranks; under Ulysses sequence parallelism verl
+    returns the log-probs on the first rank of each SP group only. Refuse at start-up rather than fail at step 1."""
+    if int(sp_size or 1) > 1:
+        raise ValueError(
+            f"{option}={sp_size}: the cadft loss does not support Ulysses sequence parallelism yet (per-sample "
+            f"statistics need every rank's log-probs); set {option}=1, or use cadft.loss=sft"
+        )
 
 
 class CADFTTrainingClient:
@@ -54,7 +108,9 @@ class CADFTTrainingClient:
         from verl.utils import tensordict_utils as tu
 
         probe = data.clone(recurse=False)
-        tu.assign_non_tensor(probe, compute_loss=False)
+        engine_config = self._inner.engine_config
+        tu.assign_non_tensor(probe, compute_loss=False,
+                             **prepass_batch_settings(data, engine_config, self.controller.loss_cfg.prepass_micro_batch_scale))
         local = valid_sample_nll(self._inner.infer_batch(probe)["log_probs"], data)
         group = self._inner.engine.get_data_parallel_group()
         if group is not None and dist.is_initialized() and dist.get_world_size(group) > 1:
@@ -70,12 +126,13 @@ class CADFTTrainingClient:
             self._rss_base = _max_rss_gb()
         start, cpu_start = time.perf_counter(), time.process_time()
         if self.controller.needs_stats:
-            one_micro = one_micro_batch_per_rank(data, self._inner.engine_config)
+            one_micro = one_micro_batch_per_rank(data, self._inner.engine_config,
+                                                 dp_group=self._inner.engine.get_data_parallel_group())
             stats = self.controller.stats_for_step(one_micro, lambda: self._prepass(data))
             tu.assign_non_tensor(data, **{STATS_KEY: stats})
         output = self._inner.train_batch(data=data)
         if output is not None:
-            metrics = self.controller.after_step(tu.get(output, "metrics"))
+            metrics, _ = self.controller.after_step(tu.get(output, "metrics"))
             # wall time of the whole optimizer step, the exact-statistics pre-pass included
             metrics["perf/step_time_s"] = time.perf_counter() - start
             # CPU seconds this process (all its threads) spent on the step: robust to other load on the machine

@@ -1,17 +1,19 @@
 """Stage 1 of the one launch: CADFT / DFT / SFT on verl's own FSDP actor workers (Ray worker group).
 
-The driver reads the SFT data (verl's ``MultiTurnSFTDataset``) and, per optimizer step,
-- scores the batch with the actors' ``compute_log_prob`` when exact statistics need a pre-pass,
-- trains with ``update_actor`` (one mini-batch = the global batch, one epoch), the loss installed with verl's
-  ``set_loss_fn`` hook on ``ActorRolloutRefWorker``,
-- logs stage-prefixed metrics to verl's tracking backends, and
-- keeps the per-sample compatibility history (EMA of z, visits; ``cadft_verl.history``) from every training visit,
-- runs the delayed rewrite rounds of ``cadft.rewrite`` (``cadft_verl.rewrite``; CADFT loss only): candidates by EMA z,
-  generation through verl's rollout replicas on the same workers (role ``actor_rollout``, weights synced before a
-  round, rollout memory released after), verification, lowest-NLL choice, audit, target replacement,
-- checkpoints into ``<stage dir>/global_step_N`` (actor shards + HF export, dataloader state, CADFT state, history,
-  rewrite state: audit, targets, rewritten parquet); a rerun resumes from the newest one.
+Per optimizer step the driver
+- takes the step's samples from the known order (``stage_data.EpochOrder``),
+- gets the global-batch statistics (``controller``: free from the training forward when each rank holds one
+  micro-batch, else a no-grad pre-pass through the actors' ``compute_log_prob``, ``scoring``),
+- trains with ``update_actor`` (one mini-batch = the global batch), the loss installed with verl's ``set_loss_fn``,
+- records every trained sample's z in the compatibility history and its NLL, z, weight and token count in
+  ``samples.jsonl``, and logs stage-prefixed metrics to verl's tracking backends,
+- runs the delayed rewrite rounds of ``cadft.rewrite`` (``cadft_verl.rewrite``; CADFT loss only), generating through
+  verl's rollout replicas on the same workers,
+- validates on ``cadft.data.val_files`` every ``cadft.trainer.test_freq`` steps and at the end (``val/loss``),
+- checkpoints with verl's ``CheckpointHandler`` (actor shards, HF export, data order) plus this stage's state
+  (statistics, history, rewrite audit and targets); a rerun resumes from the newest checkpoint.
 On completion it writes ``<stage dir>/COMPLETE.json`` naming the HF model that stage 2 starts from.
+Worker settings and start-up checks: ``worker_config``.
 """
 
 from __future__ import annotations
@@ -20,17 +22,14 @@ import json
 import os
 import time
 
-import torch
 from omegaconf import OmegaConf, open_dict
 from tqdm import tqdm
 
 from cadft_verl.history import HISTORY_FILE, CompatibilityHistory
 from cadft_verl.losses import STATS_KEY, LossConfig, make_loss_fn
-from cadft_verl.losses.engine_loss import flatten_token_batch, per_sample_nll
 from cadft_verl.rewrite import (
-    IndexedSFTCollator,
-    RewritableSFTDataset,
-    RewriteConfig,
+    LookaheadSelector,
+    PersistentSelector,
     RewriteRound,
     RewriteSchedule,
     generator_class,
@@ -39,11 +38,15 @@ from cadft_verl.rewrite import (
 )
 from cadft_verl.rewrite.generator import rollout_engine_missing
 
+from .checkpoint import ExtraStateCheckpointHandler
 from .controller import CompatibilityController
-from .hook import valid_sample_nll
+from .hook import one_micro_batch_per_rank
+from .scoring import ActorScorer
+from .stage_data import build_order, build_sft_dataset
+from .worker_config import check_stage_options, rewrite_config, stage_worker_config
 
-TRACKER = "latest_checkpointed_iteration.txt"
 COMPLETE = "COMPLETE.json"
+SAMPLES_FILE = "samples.jsonl"
 
 
 def _atomic_json(path: str, obj) -> None:
@@ -53,39 +56,18 @@ def _atomic_json(path: str, obj) -> None:
     os.replace(tmp, path)
 
 
-def rewrite_config(config) -> RewriteConfig:
-    return RewriteConfig.from_mapping(config.cadft.get("rewrite"))
+class _RewriteProgress:
+    """The rewrite rounds' place in the schedule, kept in ``cadft_state.json``."""
 
+    def __init__(self, schedule: RewriteSchedule):
+        self.schedule = schedule
+        self.last_round = 0
 
-def stage_worker_config(config) -> "OmegaConf":
-    """``actor_rollout_ref`` for stage 1: the RL actor settings with the SFT batch sizes and optimiser (and, for the
-    rewrite rounds, the rollout's lengths: prompts up to ``cadft.data.max_length``, answers up to
-    ``cadft.rewrite.max_tokens``)."""
-    cad = config.cadft
-    rw = rewrite_config(config)
-    arr = OmegaConf.create(OmegaConf.to_container(config.actor_rollout_ref, resolve=True))
-    with open_dict(arr):
-        arr.actor.optim = OmegaConf.merge(arr.actor.optim, cad.optim)
-        arr.actor.ppo_mini_batch_size = cad.data.train_batch_size
-        arr.actor.ppo_micro_batch_size = None
-        arr.actor.ppo_micro_batch_size_per_gpu = cad.data.micro_batch_size_per_gpu
-        arr.actor.use_dynamic_bsz = cad.data.use_dynamic_bsz
-        arr.actor.ppo_max_token_len_per_gpu = cad.data.max_token_len_per_gpu
-        arr.actor.use_kl_loss = False
-        arr.actor.checkpoint.save_contents = ["model", "optimizer", "extra", "hf_model"]
-        arr.actor.checkpoint.load_contents = ["model", "optimizer", "extra"]
-        arr.rollout.log_prob_micro_batch_size = None
-        arr.rollout.log_prob_micro_batch_size_per_gpu = cad.data.micro_batch_size_per_gpu
-        arr.rollout.log_prob_use_dynamic_bsz = cad.data.use_dynamic_bsz
-        arr.rollout.log_prob_max_token_len_per_gpu = cad.data.max_token_len_per_gpu
-        arr.rollout.prompt_length = int(cad.data.max_length)
-        arr.rollout.response_length = int(rw.max_tokens or cad.data.max_length)
-        arr.rollout.n = 1
-        if arr.rollout.get("enable_sleep_mode") is None:
-            # vLLM's sleep mode is what frees the rollout's memory between rounds; it needs free_cache_engine (and
-            # CUDA): where the cache is never freed (CPU profile) there is nothing to sleep
-            arr.rollout.enable_sleep_mode = bool(arr.rollout.get("free_cache_engine", True))
-    return arr
+    def state_dict(self) -> dict:
+        return {"last_round": self.last_round, "rounds": self.schedule.rounds()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.last_round = int(state.get("last_round", 0))
 
 
 class RayCADFTStage:
@@ -95,52 +77,59 @@ class RayCADFTStage:
         self.config = config
         self.stage_dir = stage_dir
         self.loss_cfg = LossConfig.from_mapping(config.cadft)
+        check_stage_options(config, self.loss_cfg.loss)
         self.controller = CompatibilityController(self.loss_cfg)
         self.rewrite_cfg = rewrite_config(config)
         self.tracking = tracking
         self.arr_config = stage_worker_config(config)
         self.model_config = omega_conf_to_dataclass(self.arr_config.model)
-        self._build_data()
+        cad = config.cadft
+        self.dataset = build_sft_dataset(cad.data.train_files, cad.data, self.model_config)
+        self.order = build_order(self.dataset, cad.data)
+        self.val_dataset = (build_sft_dataset(cad.data.val_files, cad.data, self.model_config)
+                            if cad.data.get("val_files") else None)
+        self.batch_size = self.order.batch_size
+        self.steps_per_epoch = self.order.steps_per_epoch
+        steps = cad.trainer.get("total_training_steps")
+        self.total_steps = int(steps) if steps else self.steps_per_epoch * int(cad.trainer.total_epochs)
+        self.single_pass = self.total_steps <= self.steps_per_epoch
+        self.epochs = -(-self.total_steps // self.steps_per_epoch)  # epochs started
         with open_dict(self.arr_config):
             self.arr_config.actor.optim.total_training_steps = self.total_steps
-        self.global_step = 0
         # per-sample compatibility history (CADFT only: z is the CADFT loss's)
-        momentum = float((config.cadft.get("history") or {}).get("momentum", 0.5))
+        momentum = float((cad.get("history") or {}).get("momentum", 0.5))
         self.history = CompatibilityHistory(len(self.dataset), momentum=momentum)
         self.track_history = self.loss_cfg.loss == "cadft"
         # rewriting is part of CADFT: the sft/dft baselines never rewrite
         enabled = self.rewrite_cfg.enabled and self.loss_cfg.loss == "cadft"
         self.schedule = RewriteSchedule(self.rewrite_cfg.start, self.rewrite_cfg.every, self.total_steps, enabled)
         self.rewriting = bool(self.schedule.rounds())
+        self.progress = _RewriteProgress(self.schedule)
+        self._check_rewrite_options()
         self.audit: list[dict] = []
-        self.last_round = 0
         self.generator = None
-        self._step_being_trained = 0
 
     # ---------------------------------------------------------------------------------------------------------
-    def _build_data(self):
-        from torchdata.stateful_dataloader import StatefulDataLoader
-        from verl.trainer.sft_trainer import create_sft_dataset
-
-        cad = self.config.cadft
-        tokenizer = self.model_config.tokenizer
-        inner = create_sft_dataset(cad.data.train_files, cad.data, tokenizer, self.model_config.processor)
-        self.dataset = RewritableSFTDataset(inner, messages_key=cad.data.get("messages_key", "messages"))
-        self.batch_size = int(cad.data.train_batch_size)
-        if len(self.dataset) < self.batch_size:
+    def _check_rewrite_options(self) -> None:
+        """Rewrite settings that cannot work together with this stage's length: a start-up error naming the fix."""
+        if not self.rewriting:
+            return
+        cfg, rounds = self.rewrite_cfg, self.schedule.rounds()
+        if self.single_pass:
+            if cfg.lookahead is not None and int(cfg.lookahead) > self.steps_per_epoch * self.batch_size:
+                raise ValueError(
+                    f"cadft.rewrite.lookahead={cfg.lookahead} is larger than an epoch "
+                    f"({self.steps_per_epoch * self.batch_size} samples); lower it or leave it null")
+            return
+        # a candidate needs min_visits visits by a round and one more visit after it (to train on the rewrite)
+        needed = cfg.visits_needed(self.epochs)
+        reachable = min((rounds[-1] - 1) // self.steps_per_epoch + 1, self.epochs - 1)
+        if needed > reachable:
             raise ValueError(
-                f"cadft.data.train_batch_size={self.batch_size} is larger than the training set "
-                f"({len(self.dataset)} rows in {cad.data.train_files})"
-            )
-        generator = torch.Generator().manual_seed(int(cad.data.get("seed", 1)))
-        sampler = torch.utils.data.RandomSampler(self.dataset, generator=generator)
-        self.dataloader = StatefulDataLoader(
-            self.dataset, batch_size=self.batch_size, sampler=sampler, drop_last=True, num_workers=0,
-            collate_fn=IndexedSFTCollator(cad.data.pad_mode),
-        )
-        self.steps_per_epoch = len(self.dataloader)
-        steps = cad.trainer.get("total_training_steps")
-        self.total_steps = int(steps) if steps else self.steps_per_epoch * int(cad.trainer.total_epochs)
+                f"cadft.rewrite.min_visits={needed}: no sample can have {needed} visits by a rewrite round (the last "
+                f"is after step {rounds[-1]}) and still be visited again in this {self.epochs}-epoch stage, so no "
+                "rewrite could be trained on. Lower cadft.rewrite.min_visits, move the rounds "
+                "(cadft.rewrite.start / every), or train more epochs (cadft.trainer.total_epochs)")
 
     def check_rewrite_engine(self) -> None:
         """Fail before any worker starts when a rewrite round is due in this run but the rollout engine is missing."""
@@ -181,63 +170,68 @@ class RayCADFTStage:
         self.wg.init_model()
         self.wg.set_loss_fn(make_loss_fn(self.loss_cfg))
         self.dp_size = self.wg.world_size
+        cad = self.config.cadft
+        self.scorer = ActorScorer(self.wg, self._meta(), cad.data, cad.data, self.loss_cfg.prepass_micro_batch_scale,
+                                  self.dp_size, self.batch_size)
         if gen_cls is not None:
             gen_config = self._generation_config()
             if hybrid:
                 self.generator = gen_cls(gen_config, self.wg, self.model_config.tokenizer, self.resource_pool)
             else:
                 self.generator = gen_cls(gen_config, self.wg, self.model_config.tokenizer)
+        self._build_checkpointing()
 
     # ---------------------------------------------------------------------------------------------------------
-    def _latest_step(self) -> int:
-        path = os.path.join(self.stage_dir, TRACKER)
-        if not os.path.exists(path):
-            return 0
-        with open(path) as f:
-            return int(f.read().strip())
+    def _build_checkpointing(self):
+        from verl.utils.checkpoint.checkpoint_handler import CheckpointHandler, OrchestrationMode
 
-    def _step_dir(self, step: int) -> str:
-        return os.path.join(self.stage_dir, f"global_step_{step}")
+        trainer = self.config.cadft.trainer
+        inner = CheckpointHandler(engine=self.wg, train_dataloader=self.order, default_local_dir=self.stage_dir,
+                                  max_ckpt_to_keep=trainer.get("max_ckpt_to_keep"), resume_mode="auto",
+                                  mode=OrchestrationMode.RAY)
+        self.ckpt = ExtraStateCheckpointHandler(inner, {"batch_stats": self.controller, "rewrite": self.progress},
+                                                save_files=self._save_files, load_files=self._load_files)
 
-    def save(self, step: int) -> str:
-        folder = self._step_dir(step)
-        os.makedirs(folder, exist_ok=True)
-        self.wg.save_checkpoint(local_path=os.path.join(folder, "actor"), global_step=step)
-        torch.save(self.dataloader.state_dict(), os.path.join(folder, "data.pt"))
+    def _save_files(self, folder: str) -> None:
         if self.track_history:
             self.history.save(os.path.join(folder, HISTORY_FILE))
         if self.audit or self.dataset.targets():
             save_rewrite_state(folder, self.dataset, self.audit)
-        _atomic_json(os.path.join(folder, "cadft_state.json"),
-                     {"step": step, "batch_stats": self.controller.state_dict(),
-                      "rewrite": {"last_round": self.last_round, "rounds": self.schedule.rounds()}})
-        tracker = os.path.join(self.stage_dir, TRACKER)
-        with open(tracker + ".tmp", "w") as f:
-            f.write(str(step))
-        os.replace(tracker + ".tmp", tracker)
-        return folder
 
-    def resume(self) -> int:
-        step = self._latest_step()
-        if step == 0:
-            return 0
-        folder = self._step_dir(step)
-        state_file = os.path.join(folder, "cadft_state.json")
-        if not os.path.exists(state_file):
-            raise FileNotFoundError(f"stage 1 checkpoint {folder} is incomplete: {state_file} is missing")
-        self.wg.load_checkpoint(local_path=os.path.join(folder, "actor"))
-        self.dataloader.load_state_dict(torch.load(os.path.join(folder, "data.pt"), weights_only=False))
-        with open(state_file) as f:
-            state = json.load(f)
-        self.controller.load_state_dict(state["batch_stats"])
-        self.last_round = int((state.get("rewrite") or {}).get("last_round", 0))
+    def _load_files(self, folder: str) -> None:
         history_file = os.path.join(folder, HISTORY_FILE)
         if self.track_history and os.path.exists(history_file):
             self.history.load(history_file)
         self.audit = load_rewrite_state(folder, self.dataset)
-        print(f"[cadft-verl] stage 1 resumes from {folder}"
-              + (f" ({len(self.dataset.targets())} rewritten targets restored)" if self.dataset.targets() else ""))
+
+    def resume(self) -> int:
+        step = self.ckpt.load_checkpoint()
+        if step:
+            self._truncate_samples(step)
+            print(f"[cadft-verl] stage 1 resumes from {os.path.join(self.stage_dir, f'global_step_{step}')}"
+                  + (f" ({len(self.dataset.targets())} rewritten targets restored)" if self.dataset.targets() else ""))
         return step
+
+    # ---------------------------------------------------------------------------------------------------------
+    def _samples_path(self) -> str:
+        return os.path.join(self.stage_dir, SAMPLES_FILE)
+
+    def _truncate_samples(self, step: int) -> None:
+        """Keep the per-sample records of the steps up to the checkpoint a resume starts from (each step once)."""
+        path = self._samples_path()
+        if not os.path.exists(path):
+            return
+        with open(path) as f:
+            keep = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+        with open(path + ".tmp", "w") as f:
+            f.writelines(keep)
+        os.replace(path + ".tmp", path)
+
+    def _log_samples(self, step: int, per_sample: dict) -> None:
+        if not per_sample.get("c"):
+            return
+        with open(self._samples_path(), "a") as f:
+            f.write(json.dumps({"step": step, **per_sample}) + "\n")
 
     # ---------------------------------------------------------------------------------------------------------
     def _meta(self) -> dict:
@@ -253,33 +247,24 @@ class RayCADFTStage:
             "pad_token_id": self.model_config.tokenizer.pad_token_id,
         }
 
-    def _prepass(self, data) -> list[float]:
+    def train_step(self, step: int) -> tuple[dict, dict]:
+        """One optimizer step; returns (scalar metrics, per-sample arrays of the trained samples)."""
         from verl.utils import tensordict_utils as tu
-
-        probe = data.clone(recurse=False)
-        tu.assign_non_tensor(probe, compute_loss=False, calculate_entropy=False)
-        return valid_sample_nll(self.wg.compute_log_prob(probe)["log_probs"], data)
-
-    def train_step(self, batch) -> dict:
-        from verl.utils import tensordict_utils as tu
-
-        from .hook import one_micro_batch_per_rank
 
         start = time.perf_counter()
-        data = tu.get_tensordict(tensor_dict=batch, non_tensor_dict=self._meta())
+        data = tu.get_tensordict(tensor_dict=self.order.batch(step), non_tensor_dict=self._meta())
         if self.controller.needs_stats:
             one_micro = one_micro_batch_per_rank(data, self.config.cadft.data, self.dp_size)
-            tu.assign_non_tensor(data, **{STATS_KEY: self.controller.stats_for_step(one_micro, lambda: self._prepass(data))})
+            stats = self.controller.stats_for_step(one_micro, lambda: self.scorer.prepass(data))
+            tu.assign_non_tensor(data, **{STATS_KEY: stats})
         tu.assign_non_tensor(
             data, global_batch_size=self.batch_size, mini_batch_size=self.batch_size, epochs=1, seed=1,
             dataloader_kwargs={"shuffle": False}, compute_loss=True, calculate_entropy=False,
         )
         output = self.wg.update_actor(data)
-        raw = tu.get(output, "metrics")
-        metrics = self.controller.after_step(raw)
-        private = self.controller.last_private
-        if self.track_history and private.get("idx") and private.get("z"):
-            self.history.update([int(i) for i in private["idx"]], private["z"], self._step_being_trained)
+        metrics, per_sample = self.controller.after_step(tu.get(output, "metrics"))
+        if self.track_history and per_sample.get("idx") and per_sample.get("z"):
+            self.history.update(per_sample["idx"], per_sample["z"], step)
         out = {}
         for key, value in metrics.items():
             if isinstance(value, list):
@@ -290,45 +275,40 @@ class RayCADFTStage:
             if key in out:
                 out[f"train/{key}"] = out.pop(key)
         out["perf/step_time_s"] = time.perf_counter() - start
-        return out
+        return out, per_sample
 
     # ---------------------------------------------------------------------------------------------------------
-    def score_targets(self, items: list[tuple[int, str | None]]) -> list[float | None]:
-        """Length-normalised NLL under the current policy of samples with the given targets (None: current one);
-        no-grad passes through the actors' ``compute_log_prob``, in chunks of the global batch size."""
-        from verl.utils import tensordict_utils as tu
+    def _selector(self):
+        cfg = self.rewrite_cfg
+        if not self.single_pass:
+            def visited_later(step: int) -> set[int]:
+                return {i for s in range(step + 1, self.total_steps + 1) for i in self.order.indices(s)}
 
-        collate = IndexedSFTCollator(self.config.cadft.data.pad_mode)
-        out: list[float | None] = []
-        for start in range(0, len(items), self.batch_size):
-            chunk = [self.dataset.item_with_target(i, text) for i, text in items[start : start + self.batch_size]]
-            real = len(chunk)
-            # verl splits the batch evenly over data-parallel ranks, and each rank's share into whole micro-batches
-            cad_data = self.config.cadft.data
-            multiple = self.dp_size * (1 if cad_data.use_dynamic_bsz else int(cad_data.micro_batch_size_per_gpu))
-            while len(chunk) % multiple:
-                chunk.append(dict(chunk[0]))
-            batch = collate(chunk)
-            data = tu.get_tensordict(tensor_dict=batch, non_tensor_dict=self._meta())
-            tu.assign_non_tensor(data, compute_loss=False, calculate_entropy=False)
-            log_probs = self.wg.compute_log_prob(data)["log_probs"]
-            lp, mask, seg, n = flatten_token_batch(log_probs, data)
-            nll_sum, count = per_sample_nll(lp, mask, seg, n)
-            out += [float(s / c) if c > 0 else None for s, c in zip(nll_sum.tolist()[:real], count.tolist()[:real])]
-        return out
+            return PersistentSelector(self.history, cfg.fraction, cfg.visits_needed(self.epochs), visited_later)
 
-    def _z_of(self, nll: float) -> float:
-        stats = self.controller.stats
-        return (nll - stats.loc) / (stats.scale + self.loss_cfg.eps)
+        def upcoming(step: int) -> list[int]:
+            # the samples trained before the next round (or the stage's end); never past the stage's last step
+            later = [s for s in self.schedule.rounds() if s > step]
+            limit = ((later[0] if later else self.total_steps) - step) * self.batch_size
+            if cfg.lookahead:
+                limit = min(int(cfg.lookahead), (self.total_steps - step) * self.batch_size)
+            return self.order.upcoming(step, limit)
+
+        return LookaheadSelector(self.history, cfg.fraction, upcoming, self.score, self.loss_cfg.zscore,
+                                 self.loss_cfg.eps)
+
+    def score(self, items: list[tuple[int, str | None]]) -> list[float | None]:
+        return self.scorer.score(self.dataset, items)
 
     def rewrite_round(self, step: int) -> dict:
         cad = self.config.cadft
         rnd = RewriteRound(self.rewrite_cfg, self.dataset, self.history, self.model_config.tokenizer, self.generator,
-                           self.score_targets, self._z_of, max_length=int(cad.data.max_length),
-                           chat_template_kwargs=dict(cad.data.get("apply_chat_template_kwargs") or {}))
-        records, metrics = rnd.run(step, previous_round=self.last_round)
+                           self.score, self.controller.z_of, max_length=int(cad.data.max_length),
+                           chat_template_kwargs=dict(cad.data.get("apply_chat_template_kwargs") or {}),
+                           selector=self._selector())
+        records, metrics = rnd.run(step, previous_round=self.progress.last_round)
         self.audit.extend(json.loads(r.to_json()) for r in records)
-        self.last_round = step
+        self.progress.last_round = step
         save_rewrite_state(os.path.join(self.stage_dir, "rewrite_rounds", f"after_step_{step}"), self.dataset,
                            [json.loads(r.to_json()) for r in records], write_dataset=False)
         accepted = int(metrics.get("rewrite/accepted", 0))
@@ -339,6 +319,9 @@ class RayCADFTStage:
               + f" in {metrics['rewrite/time_s']:.1f} s", flush=True)
         return metrics
 
+    def validate(self) -> dict:
+        return self.scorer.validate(self.val_dataset) if self.val_dataset is not None else {}
+
     def fit(self) -> dict:
         os.makedirs(self.stage_dir, exist_ok=True)
         complete = os.path.join(self.stage_dir, COMPLETE)
@@ -347,35 +330,38 @@ class RayCADFTStage:
                 return json.load(f)
         self.check_rewrite_engine()
         if self.rewriting:
+            mode = "look-ahead over the samples still to come" if self.single_pass else \
+                f"history, >= {self.rewrite_cfg.visits_needed(self.epochs)} visits"
             print(f"[cadft-verl] rewrite rounds after steps {self.schedule.rounds()} "
-                  f"(generator: {self.rewrite_cfg.generator})", flush=True)
+                  f"(generator: {self.rewrite_cfg.generator}; candidates by {mode})", flush=True)
         self._build_workers()
         step = self.resume()
-        save_freq = int(self.config.cadft.trainer.get("save_freq", -1) or -1)
+        trainer = self.config.cadft.trainer
+        save_freq = int(trainer.get("save_freq", -1) or -1)
+        test_freq = int(trainer.get("test_freq", -1) or -1)
         last = {}
         bar = tqdm(total=self.total_steps, initial=step, desc=f"stage 1 ({self.loss_cfg.loss})")
         while step < self.total_steps:
-            for batch in self.dataloader:
-                step += 1
-                self._step_being_trained = step
-                last = self.train_step(batch)
-                if self.schedule.due(step):
-                    last.update(self.rewrite_round(step))
-                if self.track_history:
-                    last.update(self.history.summary())
-                if self.tracking is not None:
-                    self.tracking.log({f"stage1/{k}": v for k, v in last.items()}, step=step)
-                bar.update(1)
-                bar.set_postfix(loss=f"{last.get('train/loss', float('nan')):.4f}")
-                if step >= self.total_steps or (save_freq > 0 and step % save_freq == 0):
-                    self.save(step)
-                if step >= self.total_steps:
-                    break
+            step += 1
+            last, per_sample = self.train_step(step)
+            self.order.step = step
+            self._log_samples(step, per_sample)
+            if self.schedule.due(step):
+                last.update(self.rewrite_round(step))
+            if self.track_history:
+                last.update(self.history.summary())
+            if step >= self.total_steps or (test_freq > 0 and step % test_freq == 0):
+                last.update(self.validate())
+            if self.tracking is not None:
+                self.tracking.log({f"stage1/{k}": v for k, v in last.items()}, step=step)
+            bar.update(1)
+            bar.set_postfix(loss=f"{last.get('train/loss', float('nan')):.4f}")
+            if step >= self.total_steps or (save_freq > 0 and step % save_freq == 0):
+                self.ckpt.save_checkpoint(step)
         bar.close()
-        folder = self._step_dir(step)
-        hf_model = os.path.join(folder, "actor", "huggingface")
+        folder = os.path.join(self.stage_dir, f"global_step_{step}")
         result = {"stage": "cadft", "loss": self.loss_cfg.loss, "steps": step, "checkpoint": folder,
-                  "hf_model": hf_model, "final_metrics": last}
+                  "hf_model": os.path.join(folder, "huggingface"), "final_metrics": last}
         _atomic_json(complete, result)
         return result
 

@@ -15,7 +15,12 @@ def check_inputs(config) -> None:
     from cadft_verl.losses import LossConfig
     from cadft_verl.utils.paths import check_config_paths
 
-    LossConfig.from_mapping(config.get("cadft"))
+    from .hook import refuse_sequence_parallel
+
+    loss_cfg = LossConfig.from_mapping(config.get("cadft"))
+    if loss_cfg.loss == "cadft":
+        refuse_sequence_parallel(config.engine.get("ulysses_sequence_parallel_size", 1),
+                                 "engine.ulysses_sequence_parallel_size")
     check_config_paths(config, "model.path", ("data.train_files", "data.val_files"))
 
 

@@ -3,6 +3,7 @@
 import json
 import os
 
+import pytest
 from launch import launch, launch_and_kill_when, stage1_args
 
 
@@ -34,7 +35,8 @@ def test_stage1_trains_on_actor_workers_and_hands_over_an_hf_model(tmp_path, def
     from transformers import AutoModelForCausalLM
 
     run = tmp_path / "run"
-    proc = launch(["recipe=cadft", *stage1_args(default_inputs, run)])
+    val = f"cadft.data.val_files={default_inputs['data']}/sft/val.parquet"
+    proc = launch(["recipe=cadft", *stage1_args(default_inputs, run, extra=[val, "cadft.trainer.test_freq=2"])])
     summary = json.loads((run / "summary.json").read_text())
     stage1 = summary["results"]["stage1"]
     assert stage1["steps"] == 3 and stage1["loss"] == "cadft"
@@ -44,6 +46,13 @@ def test_stage1_trains_on_actor_workers_and_hands_over_an_hf_model(tmp_path, def
     assert len(rows) == 3
     assert {"stage1/train/loss", "stage1/cadft/nll", "stage1/cadft/w_mean", "stage1/cadft/ess"} <= set(rows[0])
     assert 0 < rows[0]["stage1/cadft/w_min"] < 1.0
+    # validation on cadft.data.val_files at test_freq and at the end: the plain token-mean NLL, falling
+    assert [i for i, r in enumerate(rows, 1) if "stage1/val/loss" in r] == [2, 3]
+    assert rows[2]["stage1/val/loss"] < rows[1]["stage1/val/loss"] + 0.05 and rows[2]["stage1/val/tokens"] > 0
+    # the default statistics are the current global batch's (4 micro-batches per rank: a no-grad pre-pass)
+    for r in rows:
+        assert r["stage1/cadft/stats_loc_used"] == pytest.approx(r["stage1/cadft/c_loc"], abs=1e-5)
+        assert abs(r["stage1/cadft/z_mean"]) < 1e-4 and r["stage1/perf/prepass_time_s"] > 0
 
     # stage 2 never starts from a broken hand-over: no silent fallback to the base model
     for weights in os.listdir(stage1["hf_model"]):
@@ -73,4 +82,13 @@ def test_killed_in_stage1_rerun_resumes_stage1(tmp_path, default_inputs):
     assert json.loads((run / "summary.json").read_text())["results"]["stage1"]["steps"] == 4
     # a third launch finds stage 1 complete and does not train again
     proc = launch(args)
+    assert "stage 1 (cadft)" not in proc.stderr
+
+
+def test_cadft_with_sequence_parallelism_is_refused_at_start_naming_the_option(tmp_path, default_inputs):
+    args = ["recipe=cadft", *stage1_args(default_inputs, tmp_path / "run"),
+            "actor_rollout_ref.actor.ulysses_sequence_parallel_size=2"]
+    proc = launch(args, check=False)
+    assert proc.returncode != 0
+    assert "actor_rollout_ref.actor.ulysses_sequence_parallel_size=2: the cadft loss does not support" in proc.stderr
     assert "stage 1 (cadft)" not in proc.stderr

@@ -60,6 +60,45 @@ def _audit(stage, step):
         return [json.loads(line) for line in f]
 
 
+def _target_tokens(inputs, data_file):
+    """index, text -> the response tokens the loss counts for that sample with that target (verl's SFT dataset)."""
+    from omegaconf import OmegaConf
+    from transformers import AutoTokenizer
+    from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
+
+    from cadft_verl.rewrite import RewritableSFTDataset
+
+    tok = AutoTokenizer.from_pretrained(inputs["model"])
+    cfg = OmegaConf.create({"pad_mode": "no_padding", "truncation": "right", "max_length": 512})
+    ds = RewritableSFTDataset(MultiTurnSFTDataset(data_file, tok, cfg))
+    return lambda index, text: int(ds.item_with_target(index, text)["loss_mask"].sum())
+
+
+def _next_visit(stage, index, after_step):
+    """(step, response tokens) of the first training visit of ``index`` after ``after_step`` (samples.jsonl)."""
+    with open(os.path.join(stage, "samples.jsonl")) as f:
+        for line in f:
+            rec = json.loads(line)
+            if rec["step"] > after_step and index in rec["idx"]:
+                return rec["step"], rec["n"][rec["idx"].index(index)]
+    return None
+
+
+def _assert_rewrites_trained_at_next_use(stage, audit, tokens):
+    accepted = [r for r in audit if r["accepted"]]
+    assert accepted
+    for r in accepted:
+        visit = _next_visit(stage, r["index"], r["step"])
+        assert visit is not None, f"rewrite of {r['index']} after step {r['step']} was never trained on"
+        new, old = tokens(r["index"], r["new_text"]), tokens(r["index"], r["old_text"])
+        assert new != old and visit[1] == new, (r["index"], visit, new, old)
+    # a rewritten sample is not rewritten again in the next round
+    rounds = sorted({r["step"] for r in audit})
+    for first, second in zip(rounds, rounds[1:]):
+        again = {r["index"] for r in audit if r["step"] == second} & {r["index"] for r in accepted if r["step"] == first}
+        assert not again, f"rewritten after step {first} and candidates again after step {second}: {again}"
+
+
 def test_rewrite_rounds_pick_incompatible_samples_verify_and_training_goes_on(tmp_path, noisy_inputs, fake_env):
     run = tmp_path / "run"
     before = _sha(noisy_inputs["data_file"])
@@ -87,6 +126,31 @@ def test_rewrite_rounds_pick_incompatible_samples_verify_and_training_goes_on(tm
     assert "stage1/rewrite/accepted" not in rows[3]
     assert (stage / "global_step_6" / "rewrite" / "train_rewritten.parquet").exists()
     assert _sha(noisy_inputs["data_file"]) == before  # the original data file is never modified
+    # single pass (6 steps of a 16-step epoch): candidates came from the look-ahead, and each accepted rewrite is
+    # the target the loss trained on when the sample's turn came
+    assert {r["extra"]["selected_by"] for r in audit} == {"lookahead"}
+    _assert_rewrites_trained_at_next_use(stage, audit, _target_tokens(noisy_inputs, noisy_inputs["data_file"]))
+
+
+def test_two_epoch_stage_rewrites_persistently_incompatible_samples_and_trains_them_next_epoch(
+        tmp_path, noisy_inputs, fake_env):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(noisy_inputs["data_file"]).to_pylist()[:48]  # 3 steps of 16 per epoch
+    small = tmp_path / "train48.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), small)
+    noisy = {i for i in noisy_inputs["noisy"] if i < 48}
+    inputs = {**noisy_inputs, "data_file": str(small), "rows": 48}
+    run = tmp_path / "run"
+    proc = launch(rewrite_args(inputs, run, steps=6))
+    assert "candidates by history, >= 1 visits" in proc.stdout  # two epochs: one visit, one left to train on
+    stage = run / "stage1_cadft"
+    audit = _audit(stage, 6)
+    assert {r["extra"]["selected_by"] for r in audit} == {"history"}
+    first = [r for r in audit if r["step"] == 3]
+    assert first and {r["index"] for r in first} <= noisy and all(r["accepted"] for r in first)
+    _assert_rewrites_trained_at_next_use(stage, audit, _target_tokens(inputs, str(small)))
 
 
 def test_failed_round_keeps_originals_and_training_continues(tmp_path, noisy_inputs, fake_env, monkeypatch):
@@ -139,9 +203,20 @@ def test_kill_after_a_rewrite_round_and_resume_equals_uninterrupted(tmp_path, no
         assert ha == hb, f"history differs at step {step}"
         assert (a / f"global_step_{step}" / "rewrite" / "targets.json").read_text() == \
             (b / f"global_step_{step}" / "rewrite" / "targets.json").read_text()
-        wa = load_file(str(a / f"global_step_{step}" / "actor" / "huggingface" / "model.safetensors"))
-        wb = load_file(str(b / f"global_step_{step}" / "actor" / "huggingface" / "model.safetensors"))
+        wa = load_file(str(a / f"global_step_{step}" / "huggingface" / "model.safetensors"))
+        wb = load_file(str(b / f"global_step_{step}" / "huggingface" / "model.safetensors"))
         assert wa.keys() == wb.keys()
         for k in wa:
             assert torch.equal(wa[k], wb[k]), f"weight {k} differs at step {step}"
     assert _audit(a, 6) == _audit(b, 6)
+
+
+def test_rewrite_options_that_cannot_work_with_the_stage_fail_at_start_naming_the_option(tmp_path, noisy_inputs):
+    # 6 steps of a 16-step epoch (single pass): a look-ahead larger than the epoch
+    proc = launch(rewrite_args(noisy_inputs, tmp_path / "a", extra=["cadft.rewrite.lookahead=1000"]), check=False)
+    assert proc.returncode != 0 and "cadft.rewrite.lookahead=1000 is larger than an epoch" in proc.stderr
+    # two epochs: three visits before a round can never leave a visit to train the rewrite on
+    proc = launch(rewrite_args(noisy_inputs, tmp_path / "b", steps=32, extra=["cadft.rewrite.min_visits=3"]),
+                  check=False)
+    assert proc.returncode != 0 and "cadft.rewrite.min_visits=3: no sample can have 3 visits" in proc.stderr
+    assert "stage 1 (cadft)" not in proc.stderr  # no training step started

@@ -51,7 +51,14 @@ def test_schedule_int_steps_and_never_at_the_last_step():
 
 def test_config_defaults_and_validation():
     cfg = RewriteConfig()
-    assert (cfg.enabled, cfg.start, cfg.every, cfg.fraction, cfg.prob, cfg.min_visits) == (True, 0.3, 0.2, 0.005, 0.5, 1)
+    assert (cfg.enabled, cfg.start, cfg.every, cfg.fraction, cfg.prob) == (True, 0.3, 0.2, 0.005, 0.5)
+    # multi-epoch stages need two visits by default; single-pass stages look ahead until the next round
+    assert (cfg.min_visits, cfg.visits_needed(), cfg.visits_needed(epochs=2), cfg.lookahead) == (None, 2, 1, None)
+    assert RewriteConfig(min_visits=3).visits_needed(epochs=2) == 3
+    with pytest.raises(ValueError, match="min_visits"):
+        RewriteConfig(min_visits=0)
+    with pytest.raises(ValueError, match="lookahead"):
+        RewriteConfig(lookahead=0)
     assert (cfg.temperature, cfg.top_p, cfg.verify, cfg.score_unvisited) == (0.7, 0.9, True, False)
     with pytest.raises(ValueError, match="cadft.rewrite.bogus"):
         RewriteConfig.from_mapping({"bogus": 1})
@@ -177,6 +184,7 @@ class _Scorer:
 
 def _round(ds, history, gen, **cfg):
     tok = ds.inner.tokenizer
+    cfg.setdefault("min_visits", 1)
     return RewriteRound(RewriteConfig(**cfg), ds, history, tok, gen, _Scorer(ds), z_fn=lambda v: v - 3.0,
                         max_length=1024)
 
@@ -203,7 +211,12 @@ def test_round_verifies_and_takes_the_lowest_nll_candidate(sft_dataset):
         assert r.old_nll > 5 and r.new_nll == 1.0 and r.new_z == pytest.approx(-2.0)
         assert ds.target(r.index) == r.new_text
     assert m["rewrite/nll_before"] > 5 and m["rewrite/nll_after"] == 1.0
-    assert h.visits[3] == 2 and h.last_step[3] == 4  # the originals' scoring pass is a visit
+    # an accepted sample starts a fresh history, pending until trained on with its new target
+    assert h.visits[3] == 0 and h.ema_z[3] is None and h.pending == bad
+    records, m = _round(ds, h, gen, fraction=4 / len(ds), prob=1.0, n=2).run(step=6)
+    assert not {r.index for r in records} & bad  # not rewritten again in the next round
+    h.update([3], [4.0], step=7)  # trained on with the new target
+    assert 3 not in h.pending and select_candidates(h, 1 / len(ds), min_visits=1) == [3]
 
 
 def test_verification_rejects_wrong_answers(sft_dataset, monkeypatch):
@@ -281,3 +294,38 @@ def test_audit_records_are_json_lines(tmp_path, sft_dataset):
             "ema_z", "visits", "uid"} <= set(row)
     assert row["step"] == 9 and row["index"] == 4 and row["accepted"] and math.isfinite(row["old_nll"])
     assert json.loads((tmp_path / "rewrite" / "targets.json").read_text()) == {"4": row["new_text"]}
+
+
+def test_rejected_candidates_keep_their_history_and_scoring_is_not_training(sft_dataset, monkeypatch):
+    make, _, _ = sft_dataset
+    ds = make()
+    h = _history_with_bad(ds, {8, 9})
+    monkeypatch.setenv("CADFT_FAKE_GEN", "wrong")
+    gen = FakeGenerator(gold=[ds.ground_truth(i) for i in range(len(ds))])
+    _round(ds, h, gen, fraction=2 / len(ds), prob=1.0, n=2).run(step=2)
+    assert h.visits[8] == 2 and h.pending == set()  # the originals' scoring pass is a visit
+    h.reset(8)
+    h.update([8], [1.0], step=3, trained=False)  # a no-grad score does not end the pending state
+    assert 8 in h.pending and select_candidates(h, 1.0, min_visits=1).count(8) == 0
+
+
+def test_lookahead_selector_ranks_the_samples_still_to_come(sft_dataset):
+    from cadft_verl.rewrite import LookaheadSelector
+
+    make, _, _ = sft_dataset
+    ds = make()
+    h = CompatibilityHistory(len(ds))
+    window = list(range(10, 40))
+    nll = {i: (9.0 if i in (12, 33) else 1.0 + 0.01 * i) for i in window}
+    scored = []
+
+    def score(items):
+        scored.append([i for i, _ in items])
+        return [nll[i] for i, _ in items]
+
+    sel = LookaheadSelector(h, 2 / len(ds), upcoming=lambda step: window, score=score)
+    picked = sel(5)
+    assert [i for i, _ in picked] == [12, 33] and all(z > 2 for _, z in picked)
+    assert scored == [window] and sel.last_window == 30
+    h.reset(12)  # rewritten: pending, so left out of the next look-ahead
+    assert [i for i, _ in sel(6)][0] == 33 and 12 not in scored[-1]

@@ -6,7 +6,11 @@ import pytest
 import torch
 from runner import run_sft
 
-STEP1_WEIGHT_STATS = ["cadft/w_mean", "cadft/w_min", "cadft/ess", "cadft/z_std", "cadft/c_loc", "cadft/c_scale"]
+# step-1 statistics that must not depend on the split: the weights to 1e-6; z_std to 1e-5, since the no-grad pre-pass
+# runs larger micro-batches than training (float32 noise in c, amplified by 1/scale: on this random-init model every
+# c is near log(vocab) and the batch std is ~0.07)
+STEP1_WEIGHT_STATS = {"cadft/w_mean": 1e-6, "cadft/w_min": 1e-6, "cadft/ess": 1e-6, "cadft/z_std": 1e-5,
+                      "cadft/c_loc": 1e-6, "cadft/c_scale": 1e-6}
 
 
 def test_verl_own_sft_trainer_runs_on_cpu_platform_and_sft_loss_matches_it(tmp_path, tiny_model, sft_parquet):
@@ -36,19 +40,23 @@ def test_exact_weights_independent_of_ranks_and_micro_batches(tmp_path, tiny_mod
     ref = first["1rank_1micro"]
     assert ref["cadft/frac_downweighted"] > 0
     for name, row in first.items():
-        for key in STEP1_WEIGHT_STATS:
-            assert row[key] == pytest.approx(ref[key], abs=1e-6), (name, key)
+        for key, tol in STEP1_WEIGHT_STATS.items():
+            assert row[key] == pytest.approx(ref[key], abs=tol), (name, key)
         assert row["train/loss"] == pytest.approx(ref["train/loss"], rel=1e-5), name
 
 
 def test_dft_and_cadft_train_and_export_a_loadable_hf_model(tmp_path, tiny_model, sft_parquet):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    rows, proc = run_sft("cadft_verl.trainer.sft", tmp_path / "cadft", tiny_model, sft_parquet, nproc=1, steps=3)
-    assert [r["cadft/w_mean"] <= 1.0 for r in rows] == [True] * 3
-    # lagged mode: step 1 uses exact statistics, later steps the EMA of earlier batches
-    assert rows[0]["cadft/stats_loc_used"] == pytest.approx(rows[0]["cadft/c_loc"])
-    assert rows[2]["cadft/stats_loc_used"] != pytest.approx(rows[2]["cadft/c_loc"])
+    # default options, a high learning rate (the NLL falls fast) and 4 micro-batches per rank (no-grad pre-pass)
+    rows, proc = run_sft("cadft_verl.trainer.sft", tmp_path / "cadft", tiny_model, sft_parquet, nproc=1, steps=3,
+                         overrides=["optim.lr=5e-3", "optim.lr_warmup_steps_ratio=0"])
+    assert rows[-1]["cadft/nll"] < rows[0]["cadft/nll"] - 0.2
+    for r in rows:  # every step is weighted against its own global batch
+        assert r["cadft/stats_loc_used"] == pytest.approx(r["cadft/c_loc"], abs=1e-5)
+        assert abs(r["cadft/z_mean"]) < 1e-4 and r["cadft/z_std"] == pytest.approx(1.0, abs=1e-3)
+        assert 0 < r["cadft/frac_downweighted"] < 1 and r["cadft/w_mean"] < 1.0
+        assert r["perf/prepass_time_s"] > 0
     hf = tmp_path / "cadft" / "ckpt" / "global_step_3" / "huggingface"
     assert f"HF model (usable as model.path): {hf}" in proc.stdout
     model = AutoModelForCausalLM.from_pretrained(hf)

@@ -1,0 +1,79 @@
+"""No-grad passes of stage 1 through the actors' ``compute_log_prob`` (verl's worker group).
+
+- ``prepass``: every valid sample's length-normalised NLL of a training batch (exact statistics);
+- ``score``: the NLL of any samples, with their current or a candidate target (rewrite rounds, look-ahead);
+- ``validate``: the plain token-mean NLL of a validation set (``val/loss``, comparable across losses).
+The passes run at ``cadft.prepass_micro_batch_scale`` times training's micro-batch: nothing is kept for a backward.
+"""
+
+from __future__ import annotations
+
+from cadft_verl.losses.engine_loss import flatten_token_batch, per_sample_nll
+from cadft_verl.rewrite import IndexedSFTCollator
+
+from .hook import prepass_batch_settings
+
+
+class ActorScorer:
+    def __init__(self, wg, meta: dict, data_cfg, engine_config, scale: int, dp_size: int, batch_size: int):
+        self.wg = wg
+        self.meta = meta
+        self.data_cfg = data_cfg
+        self.engine_config = engine_config
+        self.scale = int(scale)
+        self.dp_size = int(dp_size)
+        self.batch_size = int(batch_size)
+        self.collate = IndexedSFTCollator(data_cfg.pad_mode)
+
+    def _log_probs(self, batch: dict):
+        from verl.utils import tensordict_utils as tu
+
+        data = tu.get_tensordict(tensor_dict=batch, non_tensor_dict=dict(self.meta))
+        tu.assign_non_tensor(data, compute_loss=False, calculate_entropy=False,
+                             **prepass_batch_settings(data, self.engine_config, self.scale, self.dp_size))
+        return self.wg.compute_log_prob(data)["log_probs"], data
+
+    def _sums(self, batch: dict):
+        log_probs, data = self._log_probs(batch)
+        lp, mask, seg, n = flatten_token_batch(log_probs, data)
+        return per_sample_nll(lp, mask, seg, n)
+
+    def prepass(self, data) -> list[float]:
+        from verl.utils import tensordict_utils as tu
+
+        probe = data.clone(recurse=False)
+        tu.assign_non_tensor(probe, compute_loss=False, calculate_entropy=False,
+                             **prepass_batch_settings(data, self.engine_config, self.scale, self.dp_size))
+        lp, mask, seg, n = flatten_token_batch(self.wg.compute_log_prob(probe)["log_probs"], data)
+        nll_sum, count = per_sample_nll(lp, mask, seg, n)
+        valid = count > 0
+        return (nll_sum[valid] / count[valid]).tolist()
+
+    def _chunks(self, items: list[dict]):
+        """Batches of at most the global batch size, padded (with copies of the first item) to what verl's
+        dispatch needs: an equal share per data-parallel rank, whole micro-batches per share."""
+        multiple = self.dp_size * (1 if self.data_cfg.use_dynamic_bsz else int(self.data_cfg.micro_batch_size_per_gpu))
+        for start in range(0, len(items), self.batch_size):
+            chunk = items[start : start + self.batch_size]
+            real = len(chunk)
+            chunk = chunk + [dict(chunk[0]) for _ in range(-real % multiple)]
+            yield real, self.collate(chunk)
+
+    def score(self, dataset, items: list[tuple[int, str | None]]) -> list[float | None]:
+        """Length-normalised NLL of each (index, target text or None for the current target); None: no tokens."""
+        out: list[float | None] = []
+        samples = [dataset.item_with_target(i, text) for i, text in items]
+        for real, batch in self._chunks(samples):
+            nll_sum, count = self._sums(batch)
+            out += [float(s / c) if c > 0 else None for s, c in zip(nll_sum.tolist()[:real], count.tolist()[:real])]
+        return out
+
+    def validate(self, dataset) -> dict[str, float]:
+        """``val/loss``: token-mean NLL over the whole validation set (every row once)."""
+        total, tokens = 0.0, 0.0
+        samples = [dataset[i] for i in range(len(dataset))]
+        for real, batch in self._chunks(samples):
+            nll_sum, count = self._sums(batch)
+            total += float(nll_sum[:real].sum())
+            tokens += float(count[:real].sum())
+        return {"val/loss": total / tokens if tokens else float("nan"), "val/tokens": tokens}
