@@ -6,12 +6,12 @@
   reference problem a text contains (all of it, or a large part of it reworded).
 
 How a match is decided (``n``, ``threshold``):
-a reference problem of ``L`` tokens is cut into its ``n``-grams (a problem shorter than ``n`` tokens is one gram of
-its own length, so it must appear whole). A text matches it when the reference tokens covered by grams that also
-occur in the text are at least ``threshold`` of ``L`` *and* every number of the reference problem occurs in the text
-(as often). Wrapping a problem in a prefix, a suffix or a prompt template keeps the coverage at 1; changing one word
-loses at most ``n - 1`` covered tokens on each side of it. A changed number makes another problem (another answer),
-so it is not a match.
+a reference problem of ``L`` tokens is cut into its ``n``-grams (below ``2 n`` tokens into grams of ``n // 2``, at
+least ``MIN_TOKENS``; a problem shorter than that is one gram, so it must appear whole). A text matches it when the
+reference tokens covered by grams that also occur in the text are at least ``threshold`` of ``L`` *and* every number
+of the reference problem occurs in the text (as often). Wrapping a problem in a prefix, a suffix or a prompt template
+keeps the coverage at 1; changing one word loses at most ``size - 1`` covered tokens on each side of it. A changed
+number makes another problem (another answer), so it is not a match.
 """
 
 from __future__ import annotations
@@ -88,13 +88,16 @@ class NgramIndex:
         self.n = n
         self.threshold = threshold
         self.min_tokens = min_tokens
-        self._refs: list[tuple[list[str], Counter]] = []
-        self._grams: dict[tuple[str, ...], list[tuple[int, int]]] = {}  # n-gram -> [(ref, start)]
-        # references shorter than n, by their first min_tokens tokens (one extra pass of small grams per text)
-        self._short: dict[tuple[str, ...], list[int]] = {}
+        self._refs: list[tuple[list[str], int, Counter]] = []  # tokens, gram size, numbers
+        self.short_n = max(min_tokens, n // 2)
+        self._grams: dict[int, dict[tuple[str, ...], list[tuple[int, int]]]] = {}  # size -> gram -> [(ref, start)]
 
-    def __len__(self) -> int:
-        return len(self._refs)
+    def gram_size(self, length: int) -> int:
+        """Gram size for a reference of ``length`` tokens: ``n``; ``n // 2`` (at least ``min_tokens``) below
+        ``2 n`` tokens, so that one changed word cannot remove every gram; the whole problem below that."""
+        if length >= 2 * self.n:
+            return self.n
+        return min(length, self.short_n)
 
     def add(self, text: str) -> int | None:
         """Index one reference problem; returns its index, or None when it is too short for overlap matching."""
@@ -102,29 +105,22 @@ class NgramIndex:
         if len(toks) < self.min_tokens:
             return None
         ref = len(self._refs)
-        self._refs.append((toks, _numbers(toks)))
-        if len(toks) < self.n:
-            self._short.setdefault(tuple(toks[: self.min_tokens]), []).append(ref)
-            return ref
-        for start, gram in enumerate(zip(*(toks[j:] for j in range(self.n)))):
-            self._grams.setdefault(gram, []).append((ref, start))
+        size = self.gram_size(len(toks))
+        self._refs.append((toks, size, _numbers(toks)))
+        table = self._grams.setdefault(size, {})
+        for start, gram in enumerate(zip(*(toks[j:] for j in range(size)))):
+            table.setdefault(gram, []).append((ref, start))
         return ref
 
     def _starts(self, toks: list[str]) -> dict[int, set[int]]:
         """Reference -> start positions (in the reference) of its grams that occur in ``toks``."""
         starts: dict[int, set[int]] = {}
-        if len(toks) >= self.n:
-            table = self._grams
-            for gram in table.keys() & set(zip(*(toks[j:] for j in range(self.n)))):
+        for size, table in self._grams.items():
+            if len(toks) < size:
+                continue
+            for gram in table.keys() & set(zip(*(toks[j:] for j in range(size)))):
                 for ref, start in table[gram]:
                     starts.setdefault(ref, set()).add(start)
-        if self._short and len(toks) >= self.min_tokens:
-            k = self.min_tokens
-            for i, gram in enumerate(zip(*(toks[j:] for j in range(k)))):
-                for ref in self._short.get(gram, ()):
-                    rtoks = self._refs[ref][0]
-                    if toks[i : i + len(rtoks)] == rtoks:
-                        starts.setdefault(ref, set()).add(0)
         return starts
 
     def match(self, text: str, tokens: list[str] | None = None) -> NgramMatch | None:
@@ -135,8 +131,7 @@ class NgramIndex:
         best: NgramMatch | None = None
         have: Counter | None = None
         for ref, found in starts.items():
-            rtoks, rnums = self._refs[ref]
-            size = min(self.n, len(rtoks))
+            rtoks, size, rnums = self._refs[ref]
             covered = [False] * len(rtoks)
             for s in found:
                 covered[s : s + size] = [True] * size
