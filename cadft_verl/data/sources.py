@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from cadft_verl.math.answers import reference_answer
 from cadft_verl.math.extract import gsm8k_final, last_boxed
 from cadft_verl.math.rows import READERS, FileFormatError, RawRow, RowError, count_rows, read_rows
+from cadft_verl.math.specs import get_spec
 
 __all__ = ["SOURCES", "DataError", "Example", "RawRow", "RowError", "SourceSpec", "get_source", "open_input",
            "register_source"]
@@ -129,6 +130,15 @@ class Fields:
     question: str
     response: str | None
     answer: str | None
+
+
+    @classmethod
+    def of_dataset(cls, name: str) -> Fields:
+        """The fields of a registered dataset spec (:mod:`cadft_verl.math.specs`): its first question field, its
+        worked solution as the response, its answer field when that holds the answer itself (else the answer comes
+        from the response, e.g. GSM8K's ``####`` line)."""
+        spec = get_spec(name)
+        return cls(spec.question_fields[0], spec.solution_field, spec.gold_field if spec.gold_kind == "answer" else None)
 
 
 ToExample = Callable[[dict, Fields, bool], Example]
@@ -256,7 +266,7 @@ def register_source(spec: SourceSpec) -> SourceSpec:
 register_source(SourceSpec(
     "gsm8k",
     "GSM8K: question, answer (worked solution, <<calc>> annotations, '#### x' final line)",
-    Fields("question", "answer", None),
+    Fields.of_dataset("gsm8k"),
     _gsm8k,
     hub_name="openai/gsm8k",
     hub_config="main",
@@ -265,7 +275,7 @@ register_source(SourceSpec(
 register_source(SourceSpec(
     "math",
     "MATH / MATH-500: problem, solution (with \\boxed{}), optional answer",
-    Fields("problem", "solution", "answer"),
+    Fields.of_dataset("math500"),
     _math,
     hub_name="DigitalLearningGmbH/MATH-lighteval",
     hub_val_split="test",
