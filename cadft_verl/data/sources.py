@@ -138,7 +138,8 @@ class Fields:
         worked solution as the response, its answer field when that holds the answer itself (else the answer comes
         from the response, e.g. GSM8K's ``####`` line)."""
         spec = get_spec(name)
-        return cls(spec.question_fields[0], spec.solution_field, spec.gold_field if spec.gold_kind == "answer" else None)
+        answer = spec.gold_field if spec.gold_kind == "answer" else None
+        return cls(spec.question_fields[0], spec.solution_field, answer)
 
 
 ToExample = Callable[[dict, Fields, bool], Example]

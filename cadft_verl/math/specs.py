@@ -115,7 +115,9 @@ _ALIASES: dict[str, str] = {}
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:
     if spec.gold_kind not in GOLD_EXTRACTORS:
-        raise ValueError(f"dataset {spec.name!r}: unknown gold_kind {spec.gold_kind!r}; use one of {list(GOLD_EXTRACTORS)}")
+        raise ValueError(
+            f"dataset {spec.name!r}: unknown gold_kind {spec.gold_kind!r}; use one of {list(GOLD_EXTRACTORS)}"
+        )
     for key in (spec.name, *spec.aliases):
         if key in _ALIASES:
             raise ValueError(f"dataset name {key!r} is already registered (by {_ALIASES[key]!r})")
