@@ -15,6 +15,7 @@ pebble: ``ProcessPool(max_workers=2, context=spawn, initializer=<memory cap + wa
 timeout=)``; ``spawn`` because a fork of a threaded caller (verl's reward threads, Ray workers) can deadlock.
 Writes ``bench/results/pool.json``.
 
+    pip install --no-deps pebble==5.2.3   # only for this bench: pebble is not a dependency of the project
     python bench/bench_pool.py [--problems 100 --k 8]
 """
 
