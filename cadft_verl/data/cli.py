@@ -12,7 +12,8 @@ import sys
 from cadft_verl.data.convert import FORMATS, ConvertConfig, convert, format_summary
 from cadft_verl.data.sample import DEFAULT_SAMPLE_OUT, DEFAULT_TRAIN, DEFAULT_VAL, make_sample
 from cadft_verl.data.sources import SOURCES, DataError
-from cadft_verl.data.templates import DEFAULT_TEMPLATE, TEMPLATES
+from cadft_verl.math.ngrams import DEFAULT_N, DEFAULT_THRESHOLD
+from cadft_verl.math.prompts import DEFAULT_TEMPLATE, TEMPLATES, chat_templates
 
 
 def _val_size(text: str) -> float:
@@ -38,9 +39,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--template",
         default=DEFAULT_TEMPLATE,
-        choices=sorted(TEMPLATES),
-        help="prompt of the SFT user turn and the RL prompt: "
-        + "; ".join(f"{t.name}: {t.description}" for t in TEMPLATES.values()),
+        choices=chat_templates(),
+        help="prompt of the SFT user turn and the RL prompt (the same objects evaluation uses): "
+        + "; ".join(f"{k}: {TEMPLATES[k].description}" for k in chat_templates()),
     )
     g.add_argument("--seed", type=int, default=0, help="seed of --shuffle and of the --val-size draw (default 0)")
     g.add_argument("--max-length", type=int, help="drop rows whose chat-templated prompt+response is longer (tokens)")
@@ -56,6 +57,22 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--decontaminate-dir",
         help="benchmark folder (default: $CADFT_BENCHMARKS_DIR, else "
         "<cwd>/../shared/benchmarks, else <repo>/../shared/benchmarks); every *.jsonl except train*",
+    )
+    g.add_argument(
+        "--decontaminate-ngram",
+        type=int,
+        default=DEFAULT_N,
+        metavar="N",
+        help=f"n of the n-gram overlap test on normalised tokens (default {DEFAULT_N}; 0 = exact/normalised match "
+        "only)",
+    )
+    g.add_argument(
+        "--decontaminate-threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        metavar="F",
+        help="drop a row when shared n-grams cover at least this fraction of a benchmark problem's tokens and it "
+        f"has all of that problem's numbers (default {DEFAULT_THRESHOLD:g})",
     )
     g.add_argument(
         "--strict",
@@ -133,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         dedup=args.dedup,
         decontaminate=args.decontaminate,
         decontaminate_dir=args.decontaminate_dir,
+        decontaminate_ngram=args.decontaminate_ngram,
+        decontaminate_threshold=args.decontaminate_threshold,
         strict=args.strict,
         progress=args.progress,
         quiet=args.quiet,

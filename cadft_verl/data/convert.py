@@ -22,9 +22,11 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
-from cadft_verl.data.filters import Decontaminator, chat_lengths, load_tokenizer, normalize_problem
+from cadft_verl.data.decontaminate import DecontaminationError, Decontaminator
+from cadft_verl.data.filters import chat_lengths, load_tokenizer
+from cadft_verl.math.ngrams import DEFAULT_N, DEFAULT_THRESHOLD, normalize_problem
 from cadft_verl.data.sources import DataError, Example, RawRow, RowError, get_source, open_input
-from cadft_verl.data.templates import DEFAULT_TEMPLATE, get_template
+from cadft_verl.math.prompts import DEFAULT_TEMPLATE, chat_templates, get_template
 from cadft_verl.data.writer import AtomicOutputs
 from cadft_verl.utils.paths import find_benchmarks_dir
 
@@ -60,6 +62,8 @@ class ConvertConfig:
     dedup: bool = True
     decontaminate: bool = True
     decontaminate_dir: str | None = None  # default: find_benchmarks_dir()
+    decontaminate_ngram: int = DEFAULT_N  # n of the n-gram overlap test (0: exact / normalised match only)
+    decontaminate_threshold: float = DEFAULT_THRESHOLD  # fraction of a benchmark problem's tokens that must overlap
     strict: bool = False
     append_boxed: bool = True  # add a final "\boxed{answer}" line to SFT responses that have none
     target_rows: int | None = None  # stop reading once this many rows are kept (used by `sample`)
@@ -101,6 +105,11 @@ class Converter:
             self.template = get_template(cfg.template)
         except ValueError as e:
             raise DataError(str(e)) from None
+        if not self.template.use_chat_template:
+            raise DataError(
+                f"--template {cfg.template}: has no chat form (evaluation of base models only); training rows are "
+                f"chat messages, use one of {chat_templates()}"
+            )
         self.data_source = cfg.data_source or f"cadft/{self.spec.name}"
         self.need_response = "sft" in cfg.formats
         if cfg.val_input and cfg.val_size:
@@ -141,8 +150,29 @@ class Converter:
                 )
                 return None, {"enabled": False, "reason": "no benchmark folder found"}
             bench = str(found)
-        decon = Decontaminator.from_dir(bench, exclude=[self.input, cfg.val_input or ""])
-        info = {"enabled": True, "dir": os.path.abspath(bench), "files": decon.files, "problems": len(decon)}
+        if cfg.decontaminate_ngram < 0:
+            raise DataError(f"--decontaminate-ngram must be >= 0 (0 = exact match only), got {cfg.decontaminate_ngram}")
+        if not 0 < cfg.decontaminate_threshold <= 1:
+            raise DataError(f"--decontaminate-threshold must be in (0, 1], got {cfg.decontaminate_threshold}")
+        try:
+            decon = Decontaminator.from_dir(
+                bench,
+                exclude=[self.input, cfg.val_input or ""],
+                n=cfg.decontaminate_ngram,
+                threshold=cfg.decontaminate_threshold,
+            )
+        except DecontaminationError as e:
+            raise DataError(str(e)) from None
+        info = {
+            "enabled": True,
+            "dir": os.path.abspath(bench),
+            "files": decon.files,
+            "problems": len(decon),
+            "ngram": cfg.decontaminate_ngram,
+            "threshold": cfg.decontaminate_threshold,
+            "dropped_by_match": {"exact": 0, "ngram": 0},
+            "dropped": [],  # one record per dropped training row: location, file, id, match, coverage, span
+        }
         return decon, info
 
     def _warn(self, msg: str) -> None:
@@ -191,9 +221,16 @@ class Converter:
             if self.need_response and self.cfg.append_boxed and ex.response and "\\boxed" not in ex.response:
                 ex.response = ex.response.rstrip() + "\n\\boxed{" + ex.answer + "}"
             if input_split == "train" and self.decon is not None:
-                hit = self.decon.match(ex.problem)
+                hit = self.decon.find(ex.problem)
                 if hit is not None:
-                    self.stats.drop(input_split, "contaminated", raw.location, f"problem found in {hit}")
+                    self.stats.drop(
+                        input_split,
+                        "contaminated",
+                        raw.location,
+                        f"problem found in {hit.file} (id {hit.id}, {hit.match} match, coverage {hit.coverage:g})",
+                    )
+                    self.decon_info["dropped_by_match"][hit.match] += 1
+                    self.decon_info["dropped"].append(hit.record(raw.location))
                     continue
             key = normalize_problem(ex.problem)
             if input_split == "train" and key in self.val_problems:
@@ -344,8 +381,11 @@ def format_summary(s: dict) -> str:
         lines.append("dropped: none")
     d = s["decontamination"]
     if d.get("enabled"):
+        how = f"{d['ngram']}-gram overlap >= {d['threshold']:g} or exact" if d.get("ngram") else "exact match"
         lines.append(
-            f"decontaminated against {len(d['files'])} benchmark files in {d['dir']} ({d['problems']} problems)"
+            f"decontaminated against {len(d['files'])} benchmark files in {d['dir']} ({d['problems']} problems, "
+            f"{how}): dropped {d['dropped_by_match']['exact']} exact, {d['dropped_by_match']['ngram']} by n-gram "
+            "overlap (each listed in summary.json)"
         )
     else:
         lines.append(f"decontamination: off ({d.get('reason', 'disabled')})")

@@ -10,7 +10,7 @@ import os
 
 from cadft_verl.data.convert import ConvertConfig, convert
 from cadft_verl.data.sources import DataError
-from cadft_verl.data.templates import DEFAULT_TEMPLATE
+from cadft_verl.math.prompts import DEFAULT_TEMPLATE
 from cadft_verl.utils.paths import find_benchmarks_dir
 
 DEFAULT_SAMPLE_OUT = os.path.join("outputs", "data", "gsm8k_sample")

@@ -1,40 +1,30 @@
-"""Source readers: local JSONL/JSON/parquet files or Hugging Face hub names, and one registry of dataset specs.
+"""Training-data sources: inputs (local files through :mod:`cadft_verl.math.rows`, or Hugging Face hub names) and
+the registry of conversion specs.
 
-A *reader* turns an input (file or hub name) into ``RawRow``s (location + position + dict). A *source spec*
-turns one raw row into an ``Example`` (problem, response, reference answer) or raises ``RowError`` with a reason
-that the summary counts. Adding a dataset = adding one ``SourceSpec`` to ``SOURCES``.
+A *source spec* turns one raw row into an ``Example`` (problem, response, reference answer) or raises ``RowError``
+with a reason that the summary counts. Reference answers are cleaned by
+:func:`cadft_verl.math.answers.reference_answer`. Adding a dataset = one ``register_source(SourceSpec(...))`` call
+at the end of this file.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
-from cadft_verl.reward.extract import gsm8k_final, last_boxed
+from cadft_verl.math.answers import reference_answer
+from cadft_verl.math.extract import gsm8k_final, last_boxed
+from cadft_verl.math.rows import READERS, FileFormatError, RawRow, RowError, count_rows, read_rows
+from cadft_verl.math.specs import get_spec
+
+__all__ = ["SOURCES", "DataError", "Example", "RawRow", "RowError", "SourceSpec", "get_source", "open_input",
+           "register_source"]
 
 
 class DataError(Exception):
     """Input-level problem (file missing, hub unreachable, bad option, --strict row error). The CLI exits non-zero."""
-
-
-class RowError(Exception):
-    """One row cannot be converted; ``reason`` is the summary key (e.g. ``missing_field``)."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
-
-@dataclass
-class RawRow:
-    location: str  # "path:LINE" for JSONL (1-based line), "path:row N" for parquet/JSON arrays, "hub:NAME[split]:row N"
-    position: int  # 0-based position in the input: the stable ``index`` of the converted row
-    data: dict | None
-    error: RowError | None = None  # set when the line itself is unreadable (malformed JSON, not an object)
 
 
 @dataclass
@@ -45,75 +35,13 @@ class Example:
 
 
 # --------------------------------------------------------------------------------------------------- readers
-def _read_jsonl(path: str) -> Iterator[RawRow]:
-    with open(path, encoding="utf-8") as f:
-        pos = 0
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            loc = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                yield RawRow(
-                    loc, pos, None, RowError("malformed_json", f"malformed JSON line ({e.msg} at column {e.colno})")
-                )
-            else:
-                if isinstance(obj, dict):
-                    yield RawRow(loc, pos, obj)
-                else:
-                    yield RawRow(
-                        loc, pos, None, RowError("malformed_json", f"line is JSON {type(obj).__name__}, not an object")
-                    )
-            pos += 1
-
-
-def _read_json(path: str) -> Iterator[RawRow]:
-    with open(path, encoding="utf-8") as f:
-        head = f.read(4096).lstrip()
-    if not head.startswith("["):
-        yield from _read_jsonl(path)  # .json files holding JSON lines
-        return
-    with open(path, encoding="utf-8") as f:
-        try:
-            rows = json.load(f)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{e.lineno}: malformed JSON file ({e.msg})") from None
-    for i, obj in enumerate(rows):
-        loc = f"{path}:row {i}"
-        if isinstance(obj, dict):
-            yield RawRow(loc, i, obj)
-        else:
-            yield RawRow(loc, i, None, RowError("malformed_json", f"item is JSON {type(obj).__name__}, not an object"))
-
-
-def _read_parquet(path: str) -> Iterator[RawRow]:
-    import pyarrow.parquet as pq
-
-    pos = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
-        for obj in batch.to_pylist():
-            yield RawRow(f"{path}:row {pos}", pos, obj)
-            pos += 1
-
-
-READERS: dict[str, Callable[[str], Iterator[RawRow]]] = {
-    ".jsonl": _read_jsonl,
-    ".json": _read_json,
-    ".parquet": _read_parquet,
-}
-
-
-def _count_rows(path: str) -> int | None:
-    ext = os.path.splitext(path)[1].lower()
-    if ext == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.ParquetFile(path).metadata.num_rows
-    if ext == ".jsonl":
-        with open(path, "rb") as f:
-            return sum(1 for line in f if line.strip())
-    return None
+def _read_file(path: str) -> Iterator[RawRow]:
+    try:
+        yield from read_rows(path)
+    except FileFormatError as e:
+        raise DataError(str(e)) from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
 _HUB_NAME_RE = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -146,7 +74,7 @@ def open_input(spec: str, split: str = "train", config: str | None = None) -> tu
         ext = os.path.splitext(spec)[1].lower()
         if ext not in READERS:
             raise DataError(f"{spec}: unsupported file type {ext!r}; use one of {sorted(READERS)}")
-        return READERS[ext](spec), _count_rows(spec)
+        return _read_file(spec), count_rows(spec)
     if os.path.exists(spec):
         raise DataError(f"{spec}: is a directory; pass a data file ({', '.join(sorted(READERS))})")
     if _HUB_NAME_RE.match(spec) and os.path.splitext(spec)[1].lower() not in READERS:
@@ -155,35 +83,6 @@ def open_input(spec: str, split: str = "train", config: str | None = None) -> tu
 
 
 # ----------------------------------------------------------------------------------------------- row helpers
-INVALID_ANSWERS = {"", "proof", "notfound"}
-
-
-def clean_answer(value) -> str | None:
-    """Reference answer as a string: a boxed or ``####`` answer is extracted, ``$...$`` removed, numbers stringified.
-    None when there is nothing usable (empty, ``proof``, ``notfound``)."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (list, tuple)):
-        if len(value) != 1:
-            return None
-        return clean_answer(value[0])
-    if isinstance(value, float):
-        value = str(int(value)) if value.is_integer() else repr(value)
-    elif isinstance(value, int):
-        value = str(value)
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    if "\\boxed" in text or "\\fbox" in text:
-        text = last_boxed(text) or ""
-    elif "####" in text:
-        text = gsm8k_final(text) or ""
-    text = text.strip()
-    while len(text) >= 2 and text.startswith("$") and text.endswith("$"):
-        text = text[1:-1].strip()
-    return None if text.lower() in INVALID_ANSWERS else text
-
-
 def get_field(row: dict, name: str, what: str):
     if name not in row or row[name] is None:
         raise RowError("missing_field", f"no {what} field {name!r} (row has: {', '.join(sorted(row)) or 'nothing'})")
@@ -233,6 +132,16 @@ class Fields:
     answer: str | None
 
 
+    @classmethod
+    def of_dataset(cls, name: str) -> Fields:
+        """The fields of a registered dataset spec (:mod:`cadft_verl.math.specs`): its first question field, its
+        worked solution as the response, its answer field when that holds the answer itself (else the answer comes
+        from the response, e.g. GSM8K's ``####`` line)."""
+        spec = get_spec(name)
+        answer = spec.gold_field if spec.gold_kind == "answer" else None
+        return cls(spec.question_fields[0], spec.solution_field, answer)
+
+
 ToExample = Callable[[dict, Fields, bool], Example]
 
 
@@ -264,13 +173,13 @@ def _answer(row: dict, f: Fields, fallback_text: str | None) -> str:
     """Answer field when the spec/user names one and the row has it, else extracted from ``fallback_text``."""
     ans = None
     if f.answer and row.get(f.answer) is not None:
-        ans = clean_answer(row[f.answer])
+        ans = reference_answer(row[f.answer])
         if ans is None:
             raise RowError(
                 "no_answer", f"answer field {f.answer!r} holds no usable answer ({str(row[f.answer])[:60]!r})"
             )
     elif fallback_text:
-        ans = clean_answer(last_boxed(fallback_text)) or clean_answer(gsm8k_final(fallback_text))
+        ans = reference_answer(last_boxed(fallback_text)) or reference_answer(gsm8k_final(fallback_text))
     if ans is None:
         raise RowError("no_answer", "cannot extract a reference answer (no answer field, no \\boxed{} or #### answer)")
     return ans
@@ -282,7 +191,7 @@ def _gsm8k(row: dict, f: Fields, need_response: bool) -> Example:
     if f.answer and f.answer != f.response and row.get(f.answer) is not None:
         answer = _answer(row, f, None)
     else:
-        answer = clean_answer(gsm8k_final(solution))
+        answer = reference_answer(gsm8k_final(solution))
         if answer is None:
             raise RowError("no_answer", "no '#### <answer>' line in the solution")
     body = _CALC_RE.sub("", solution)
@@ -344,51 +253,57 @@ def _generic(row: dict, f: Fields, need_response: bool) -> Example:
     return Example(problem, response, _answer(row, f, response if isinstance(response, str) else None))
 
 
-SOURCES: dict[str, SourceSpec] = {
-    s.name: s
-    for s in (
-        SourceSpec(
-            "gsm8k",
-            "GSM8K: question, answer (worked solution, <<calc>> annotations, '#### x' final line)",
-            Fields("question", "answer", None),
-            _gsm8k,
-            hub_name="openai/gsm8k",
-            hub_config="main",
-            hub_val_split="test",
-        ),
-        SourceSpec(
-            "math",
-            "MATH / MATH-500: problem, solution (with \\boxed{}), optional answer",
-            Fields("problem", "solution", "answer"),
-            _math,
-            hub_name="DigitalLearningGmbH/MATH-lighteval",
-            hub_val_split="test",
-        ),
-        SourceSpec(
-            "numina",
-            "NuminaMath-CoT: source, problem, solution (\\boxed{} answer), messages",
-            Fields("problem", "solution", None),
-            _numina,
-            hub_name="AI-MO/NuminaMath-CoT",
-            hub_val_split="test",
-        ),
-        SourceSpec(
-            "openr1",
-            "OpenR1-Math-220k: problem, solution, answer, generations + correctness_math_verify, messages",
-            Fields("problem", "generations", "answer"),
-            _openr1,
-            hub_name="open-r1/OpenR1-Math-220k",
-            hub_config="default",
-        ),
-        SourceSpec(
-            "generic",
-            "any JSONL/JSON/parquet: --question-field, --response-field, --answer-field (answer optional: "
-            "else the last \\boxed{} / #### of the response)",
-            Fields("question", "response", "answer"),
-            _generic,
-        ),
-    )
-}
+#: name -> conversion spec; adding a dataset = one ``register_source(SourceSpec(...))`` call below
+SOURCES: dict[str, SourceSpec] = {}
+
+
+def register_source(spec: SourceSpec) -> SourceSpec:
+    if spec.name in SOURCES:
+        raise ValueError(f"source {spec.name!r} is already registered")
+    SOURCES[spec.name] = spec
+    return spec
+
+
+register_source(SourceSpec(
+    "gsm8k",
+    "GSM8K: question, answer (worked solution, <<calc>> annotations, '#### x' final line)",
+    Fields.of_dataset("gsm8k"),
+    _gsm8k,
+    hub_name="openai/gsm8k",
+    hub_config="main",
+    hub_val_split="test",
+))
+register_source(SourceSpec(
+    "math",
+    "MATH / MATH-500: problem, solution (with \\boxed{}), optional answer",
+    Fields.of_dataset("math500"),
+    _math,
+    hub_name="DigitalLearningGmbH/MATH-lighteval",
+    hub_val_split="test",
+))
+register_source(SourceSpec(
+    "numina",
+    "NuminaMath-CoT: source, problem, solution (\\boxed{} answer), messages",
+    Fields("problem", "solution", None),
+    _numina,
+    hub_name="AI-MO/NuminaMath-CoT",
+    hub_val_split="test",
+))
+register_source(SourceSpec(
+    "openr1",
+    "OpenR1-Math-220k: problem, solution, answer, generations + correctness_math_verify, messages",
+    Fields("problem", "generations", "answer"),
+    _openr1,
+    hub_name="open-r1/OpenR1-Math-220k",
+    hub_config="default",
+))
+register_source(SourceSpec(
+    "generic",
+    "any JSONL/JSON/parquet: --question-field, --response-field, --answer-field (answer optional: "
+    "else the last \\boxed{} / #### of the response)",
+    Fields("question", "response", "answer"),
+    _generic,
+))
 
 
 def get_source(name: str) -> SourceSpec:

@@ -16,6 +16,8 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
+from cadft_verl.math.answers import squash
+
 CORRECT_KEY = "\x00correct"
 
 
@@ -44,10 +46,6 @@ def pass_ks(n: int) -> list[int]:
     return ks
 
 
-def _squash(s: str) -> str:
-    return "".join(s.split())
-
-
 def majority_correct(preds: Sequence[str | None], correct: Sequence[bool]) -> float:
     """Expected correctness of the majority-vote answer (see module docstring for clustering and ties)."""
     votes: Counter[str] = Counter()
@@ -57,7 +55,7 @@ def majority_correct(preds: Sequence[str | None], correct: Sequence[bool]) -> fl
         elif p is not None:
             from cadft_verl.reward.normalize import normalize_answer
 
-            votes[_squash(normalize_answer(p)) if len(p) < 10_000 else p] += 1
+            votes[squash(normalize_answer(p)) if len(p) < 10_000 else p] += 1
     if not votes:
         return 0.0
     top = max(votes.values())

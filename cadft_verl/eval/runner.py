@@ -184,19 +184,17 @@ def rescore(samples: str, out: str, score_timeout: float = 10.0, score_workers: 
     """Score an existing ``samples.jsonl`` again (no generation), e.g. after a grader change, and write the same
     outputs as :func:`run_eval` into ``out``. Settings come from the ``metrics.json`` next to the samples file."""
     from cadft_verl.eval.benchmarks import BenchmarkError
+    from cadft_verl.math.rows import read_jsonl
     from cadft_verl.reward import score_batch
 
     src = os.path.join(samples, "samples.jsonl") if os.path.isdir(samples) else samples
     if not os.path.isfile(src):
         raise BenchmarkError(f"samples file not found: {src}")
     rows = []
-    with open(src, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise BenchmarkError(f"{src}:{lineno}: malformed JSON line ({e.msg})") from None
+    for raw in read_jsonl(src):
+        if raw.error is not None:
+            raise BenchmarkError(f"{raw.location}: {raw.error.message}")
+        rows.append(raw.data)
     old_metrics = os.path.join(os.path.dirname(os.path.abspath(src)), "metrics.json")
     settings = {}
     if os.path.isfile(old_metrics):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 
-from cadft_verl.reward.normalize import normalize_answer
+from cadft_verl.math.answers import normalize_answer, squash
 
 _MV = None
 
@@ -46,10 +46,6 @@ def _parse_gold_cached(gold: str):
     return _parse(gold, None)
 
 
-def _squash(s: str) -> str:
-    return "".join(s.split())
-
-
 def answers_match(pred: str, gold: str, signal_timeout: int | None = None) -> bool:
     """True when the extracted answer ``pred`` equals the (normalised) ``gold`` per math-verify.
 
@@ -61,7 +57,7 @@ def answers_match(pred: str, gold: str, signal_timeout: int | None = None) -> bo
     gold_n = normalize_answer(gold)
     if not pred_n or not gold_n:
         return False
-    if _squash(pred_n) == _squash(gold_n):
+    if squash(pred_n) == squash(gold_n):
         return True
     gold_parsed = _parse(gold_n, signal_timeout) if signal_timeout else _parse_gold_cached(gold_n)
     pred_parsed = _parse(pred_n, signal_timeout)

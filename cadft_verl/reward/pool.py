@@ -24,6 +24,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 
+from cadft_verl.reward.score import Score
+
 DEFAULT_TIMEOUT = float(os.environ.get("CADFT_REWARD_TIMEOUT", "10"))
 DEFAULT_MEM_MB = int(os.environ.get("CADFT_REWARD_MEM_MB", "4096"))
 STARTUP_TIMEOUT = 120.0
@@ -36,19 +38,6 @@ def default_num_workers(cap: int = 8) -> int:
     if env:
         return max(0, int(env))
     return max(1, min(cap, os.cpu_count() or 1))
-
-
-class VerifyOutcome(tuple):
-    """``(correct, timed_out, error)``."""
-
-    __slots__ = ()
-
-    def __new__(cls, correct: bool, timed_out: bool = False, error: str | None = None):
-        return super().__new__(cls, (bool(correct), bool(timed_out), error))
-
-    correct = property(lambda self: self[0])
-    timed_out = property(lambda self: self[1])
-    error = property(lambda self: self[2])
 
 
 class WorkerStartError(RuntimeError):
@@ -128,15 +117,15 @@ class _Worker:
                 pass
 
 
-def _in_process_verify(pred: str, gold: str, timeout: float | None) -> VerifyOutcome:
+def _in_process_verify(pred: str, gold: str, timeout: float | None) -> Score:
     from cadft_verl.reward.core import answers_match
 
     main = threading.current_thread() is threading.main_thread()
     sig_timeout = max(1, int(round(timeout))) if (timeout and main and os.name == "posix") else None
     try:
-        return VerifyOutcome(answers_match(pred, gold, signal_timeout=sig_timeout))
+        return Score(answers_match(pred, gold, signal_timeout=sig_timeout), pred)
     except Exception as e:  # noqa: BLE001
-        return VerifyOutcome(False, False, f"{type(e).__name__}: {str(e)[:200]}")
+        return Score(False, pred, False, f"{type(e).__name__}: {str(e)[:200]}")
 
 
 class ScoringPool:
@@ -220,7 +209,7 @@ class ScoringPool:
         return self._spawn()
 
     # ------------------------------------------------------------------ API
-    def verify(self, pred: str, gold: str, timeout: float | None = None) -> VerifyOutcome:
+    def verify(self, pred: str, gold: str, timeout: float | None = None) -> Score:
         """Compare one extracted answer with one gold answer; thread-safe; never blocks past the deadline."""
         timeout = self.timeout if timeout is None else float(timeout)
         if self.num_workers == 0:
@@ -233,14 +222,14 @@ class ScoringPool:
             if w.recv_conn.poll(timeout):
                 _, ok, err = w.recv_conn.recv()
                 alive = True
-                return VerifyOutcome(ok, False, err)
+                return Score(ok, pred, False, err)
             with self._cond:
                 self.stats["timeouts"] += 1
-            return VerifyOutcome(False, True, f"timeout after {timeout:g} s")
+            return Score(False, pred, True, f"timeout after {timeout:g} s")
         except (EOFError, OSError) as e:
             with self._cond:
                 self.stats["crashes"] += 1
-            return VerifyOutcome(False, False, f"scoring worker died ({type(e).__name__}, exit {w.proc.poll()})")
+            return Score(False, pred, False, f"scoring worker died ({type(e).__name__}, exit {w.proc.poll()})")
         finally:
             self._checkin(w, alive)
 
@@ -248,8 +237,8 @@ class ScoringPool:
         self,
         pairs: Sequence[tuple[str, str]],
         timeout: float | None = None,
-        on_result: Callable[[int, VerifyOutcome], None] | None = None,
-    ) -> list[VerifyOutcome]:
+        on_result: Callable[[int, Score], None] | None = None,
+    ) -> list[Score]:
         """Compare many ``(pred, gold)`` pairs over the pool; results in input order.
 
         Every item gets the full ``timeout`` from the moment its worker starts on it; a timed-out or crashing item
@@ -257,7 +246,7 @@ class ScoringPool:
         """
         timeout = self.timeout if timeout is None else float(timeout)
         n = len(pairs)
-        results: list[VerifyOutcome | None] = [None] * n
+        results: list[Score | None] = [None] * n
         if n == 0:
             return []
         if self.num_workers == 0:
@@ -309,9 +298,9 @@ class ScoringPool:
         start_failures = 0
         ok_exit = False
 
-        def finish(i: int, out: VerifyOutcome) -> None:
+        def finish(i: int, correct: bool, timed_out: bool = False, error: str | None = None) -> None:
             nonlocal done
-            results[i] = out
+            results[i] = out = Score(correct, pairs[i][0], timed_out, error)
             done += 1
             if on_result:
                 on_result(i, out)
@@ -349,7 +338,7 @@ class ScoringPool:
                                 raise RuntimeError(f"scoring worker protocol error: got result for {tid}")
                             w.inflight.popleft()
                             w.head_since = time.monotonic()
-                            finish(tid, VerifyOutcome(ok, False, err))
+                            finish(tid, ok, False, err)
                     except (EOFError, OSError):
                         if not w.ready:
                             start_failures += 1
@@ -361,7 +350,7 @@ class ScoringPool:
                             with self._cond:
                                 self.stats["crashes"] += 1
                             head = w.inflight.popleft()
-                            finish(head, VerifyOutcome(False, False, f"scoring worker died (exit {w.proc.poll()})"))
+                            finish(head, False, False, f"scoring worker died (exit {w.proc.poll()})")
                         requeue(w)
                         workers[workers.index(w)] = self._replace(w)
                 now = time.monotonic()
@@ -372,7 +361,7 @@ class ScoringPool:
                         head = w.inflight.popleft()
                         requeue(w)
                         workers[idx] = self._replace(w)
-                        finish(head, VerifyOutcome(False, True, f"timeout after {timeout:g} s"))
+                        finish(head, False, True, f"timeout after {timeout:g} s")
                     elif not w.ready and now - w.started_at > STARTUP_TIMEOUT:
                         raise WorkerStartError(f"scoring worker did not start within {STARTUP_TIMEOUT:.0f} s")
             ok_exit = True

@@ -13,48 +13,41 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from cadft_verl.reward.extract import extract_final_answer
-from cadft_verl.reward.normalize import normalize_answer, normalize_gold
-from cadft_verl.reward.pool import ScoringPool, VerifyOutcome, get_default_pool
+from cadft_verl.math.answers import normalize_answer, normalize_gold, squash
+from cadft_verl.math.extract import extract_final_answer
+from cadft_verl.reward.pool import ScoringPool, get_default_pool
+from cadft_verl.reward.score import Score
 
 #: extracted answers longer than this are not given to math-verify (scored wrong unless literally equal to gold)
 MAX_ANSWER_CHARS = 20_000
-#: ``pred`` returned to verl is truncated to this length (it is logged and used for maj@N there)
-VERL_PRED_CHARS = 256
 
 
-def _squash(s: str) -> str:
-    return "".join(s.split())
-
-
-def _result(pred: str | None, correct: bool, timed_out: bool = False, error: str | None = None) -> dict:
-    return {
-        "score": 1.0 if correct else 0.0,
-        "acc": bool(correct),
-        "pred": pred,
-        "no_answer": pred is None,
-        "timed_out": bool(timed_out),
-        "error": error,
-    }
-
-
-def _prepare(response: Any, ground_truth: Any) -> tuple[str | None, str | None, dict | None]:
-    """(pred, gold, final result if no worker is needed)."""
+def _prepare(response: Any, ground_truth: Any) -> tuple[str | None, str | None, Score | None]:
+    """(pred, gold, final score if no worker is needed)."""
     text = response if isinstance(response, str) else ("" if response is None else str(response))
     pred = extract_final_answer(text)
     gold = normalize_gold(ground_truth)
     if pred is None:
-        return None, gold, _result(None, False)
+        return None, gold, Score(False, None)
     if gold is None:
-        return pred, None, _result(pred, False, error="no reference answer")
+        return pred, None, Score(False, pred, error="no reference answer")
     if len(pred) <= 1000 and len(gold) <= 1000:
         # identical after normalisation: no need to ask math-verify (saves a worker round trip)
-        if _squash(normalize_answer(pred)) == _squash(normalize_answer(gold)) and _squash(gold):
-            return pred, gold, _result(pred, True)
+        if squash(normalize_answer(pred)) == squash(normalize_answer(gold)) and squash(gold):
+            return pred, gold, Score(True, pred)
     if len(pred) > MAX_ANSWER_CHARS:
-        same = "".join(pred.split()) == "".join(gold.split())
-        return pred, gold, _result(pred, same, error=None if same else "answer too long")
+        same = squash(pred) == squash(gold)
+        return pred, gold, Score(same, pred, error=None if same else "answer too long")
     return pred, gold, None
+
+
+def score(response: str, ground_truth: Any, timeout: float | None = None, pool: ScoringPool | None = None) -> Score:
+    """Score one model response against a reference answer (any published form: str/int/float/list/solution).
+    Thread-safe; blocks at most ``timeout`` seconds in math-verify (default ``CADFT_REWARD_TIMEOUT`` or 10 s)."""
+    pred, gold, done = _prepare(response, ground_truth)
+    if done is not None:
+        return done
+    return (pool or get_default_pool()).verify(pred, gold, timeout=timeout)  # type: ignore[arg-type]
 
 
 def score_response(
@@ -66,12 +59,7 @@ def score_response(
     "error": str|None}``. Thread-safe; blocks at most ``timeout`` seconds in math-verify (default
     ``CADFT_REWARD_TIMEOUT`` or 10 s).
     """
-    pred, gold, done = _prepare(response, ground_truth)
-    if done is not None:
-        return done
-    pool = pool or get_default_pool()
-    out = pool.verify(pred, gold, timeout=timeout)  # type: ignore[arg-type]
-    return _result(pred, out.correct, out.timed_out, out.error)
+    return score(response, ground_truth, timeout, pool).as_dict()
 
 
 def compute_score(
@@ -91,14 +79,7 @@ def compute_score(
     Extra keyword arguments from verl (``reward_router_address`` ...) or ``reward_kwargs`` are ignored, except
     ``timeout`` (seconds).
     """
-    r = score_response(solution_str, ground_truth, timeout=timeout)
-    return {
-        "score": r["score"],
-        "acc": r["score"],
-        "has_answer": 0.0 if r["no_answer"] else 1.0,
-        "timed_out": 1.0 if r["timed_out"] else 0.0,
-        "pred": (r["pred"] or "")[:VERL_PRED_CHARS],
-    }
+    return score(solution_str, ground_truth, timeout=timeout).to_verl()
 
 
 def _item_pair(item: Any) -> tuple[Any, Any]:
@@ -132,7 +113,7 @@ def score_batch(
     for i, (resp, gold) in enumerate(pairs):
         pred, g, done = _prepare(resp, gold)
         if done is not None:
-            results[i] = done
+            results[i] = done.as_dict()
         else:
             todo_idx.append(i)
             todo_pairs.append((pred, g))  # type: ignore[arg-type]
@@ -144,9 +125,9 @@ def score_batch(
         bar = tqdm(total=len(pairs), desc=progress if isinstance(progress, str) else "scoring", unit="resp")
         bar.update(len(pairs) - len(todo_idx))
 
-    def _cb(j: int, out: VerifyOutcome) -> None:
+    def _cb(j: int, out: Score) -> None:
         i = todo_idx[j]
-        results[i] = _result(todo_pairs[j][0], out.correct, out.timed_out, out.error)
+        results[i] = out.as_dict()
         if bar is not None:
             bar.update(1)
         if on_result is not None:
