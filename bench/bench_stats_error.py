@@ -31,19 +31,10 @@ import torch
 from cadft_verl.losses.weights import weights_from_z
 from cadft_verl.utils.paths import find_benchmarks_dir
 from cadft_verl.utils.tiny_model import build_tiny_model
+from tiny_lm import encode, token_logprobs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPS = 1e-6
-
-
-def encode(tok, q, a, max_len=192):
-    prompt = tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=True)
-    if hasattr(prompt, "keys"):
-        prompt = prompt["input_ids"]
-    resp = tok(a + "<|im_end|>", add_special_tokens=False)["input_ids"]
-    ids = (list(prompt) + resp)[:max_len]
-    mask = ([0] * len(prompt) + [1] * len(resp))[:max_len]
-    return torch.tensor(ids), torch.tensor(mask)
 
 
 def weights(c, loc, scale, beta=1.0):
@@ -93,7 +84,7 @@ def main():
     model = AutoModelForCausalLM.from_pretrained(path)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr)
     # rows whose answer survives the length cut (a sample without response tokens has no NLL)
-    data = [x for x in (encode(tok, r["question"], r["answer"]) for r in rows[: 2 * steps * batch])
+    data = [x for x in (encode(tok, r["question"], r["answer"], max_len=192) for r in rows[: 2 * steps * batch])
             if x[1][1:].sum() > 0][: steps * batch]
     ema, lagged_ready = None, False
     prior = None
@@ -103,8 +94,7 @@ def main():
         items = data[step * batch : (step + 1) * batch]
         lps, masks, cs = [], [], []
         for ids, mask in items:
-            logits = model(ids.unsqueeze(0)).logits[0, :-1].float()
-            lp = torch.log_softmax(logits, -1).gather(-1, ids[1:].unsqueeze(-1)).squeeze(-1)
+            lp = token_logprobs(model, ids)
             m = mask[1:].float()
             lps.append(lp)
             masks.append(m)
@@ -151,15 +141,15 @@ def main():
         return out
 
     first = per_step[: max(1, steps // 4)]
-    drift = [(a["nll_mean"] - b["nll_mean"]) / b["nll_std"] for a, b in zip(per_step, per_step[1:])]
+    fall = [(a["nll_mean"] - b["nll_mean"]) / a["nll_std"] for a, b in zip(per_step, per_step[1:])]
     result = {
         "setup": {"model": "Qwen2 2 layers, hidden 128, vocab 1024", "lr": args.lr, "steps": steps,
                   "train_loss": args.train_loss,
                   "ranks": args.ranks, "micro_batches_per_rank": args.micro, "samples_per_micro_batch": args.per_micro,
                   "global_batch": batch, "data": "GSM8K train (real)", "seconds": time.time() - t0},
         "nll": {"first": per_step[0]["nll_mean"], "last": per_step[-1]["nll_mean"]},
-        "drift_per_step_in_batch_std": {"first_quarter": sum(drift[: len(first)]) / max(1, len(first)),
-                                        "all": sum(drift) / len(drift)},
+        "nll_fall_per_step_in_batch_std": {"first_quarter": sum(fall[: len(first)]) / max(1, len(first)),
+                                        "all": sum(fall) / len(fall)},
         "all_steps": summary(per_step),
         "first_quarter": summary(first),
         "targets": {"mean_abs_weight_error": 0.01, "frac_down_gap_points": 2.0},

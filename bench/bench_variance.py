@@ -24,23 +24,9 @@ import torch
 from cadft_verl.losses import compatibility_weights
 from cadft_verl.utils.paths import find_benchmarks_dir
 from cadft_verl.utils.tiny_model import build_tiny_model
+from tiny_lm import encode, token_logprobs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def encode(tok, q, a, max_len=256):
-    prompt = tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=True)
-    if hasattr(prompt, "keys"):
-        prompt = prompt["input_ids"]
-    resp = tok(a + "<|im_end|>", add_special_tokens=False)["input_ids"]
-    ids = (list(prompt) + resp)[:max_len]
-    mask = ([0] * len(prompt) + [1] * len(resp))[:max_len]
-    return torch.tensor(ids), torch.tensor(mask)
-
-
-def token_logprobs(model, ids):
-    logits = model(ids.unsqueeze(0)).logits[0, :-1].float()
-    return torch.log_softmax(logits, -1).gather(-1, ids[1:].unsqueeze(-1)).squeeze(-1)
 
 
 def main():

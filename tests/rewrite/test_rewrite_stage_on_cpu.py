@@ -21,7 +21,7 @@ from launch import launch, launch_and_kill_when
 HERE = os.path.dirname(__file__)
 
 
-def rewrite_args(inputs, run_dir, steps=6, generator="fake_generator:FakeGenerator", extra=()):
+def rewrite_args(inputs, run_dir, steps=6, generator="fake_generator:FakeGenerator", extra=(), every=2):
     return [
         "recipe=cadft",
         "profile=cpu",
@@ -34,7 +34,7 @@ def rewrite_args(inputs, run_dir, steps=6, generator="fake_generator:FakeGenerat
         "cadft.optim.lr_warmup_steps_ratio=0",
         f"cadft.trainer.total_training_steps={steps}",
         "cadft.rewrite.start=3",
-        "cadft.rewrite.every=2",
+        f"cadft.rewrite.every={every}",
         f"cadft.rewrite.fraction={4 / inputs['rows']}",
         "cadft.rewrite.prob=1.0",
         "cadft.rewrite.n=2",
@@ -102,31 +102,33 @@ def _assert_rewrites_trained_at_next_use(stage, audit, tokens):
 def test_rewrite_rounds_pick_incompatible_samples_verify_and_training_goes_on(tmp_path, noisy_inputs, fake_env):
     run = tmp_path / "run"
     before = _sha(noisy_inputs["data_file"])
-    proc = launch(rewrite_args(noisy_inputs, run))
+    # 12 steps of a 16-step epoch (a single pass); each round looks ahead over the 4-5 steps until the next one
+    proc = launch(rewrite_args(noisy_inputs, run, steps=12, every=5))
     stage = run / "stage1_cadft"
-    assert "rewrite rounds after steps [3, 5]" in proc.stdout
-    assert json.loads((run / "summary.json").read_text())["results"]["stage1"]["steps"] == 6
-    audit = _audit(stage, 6)
-    assert sorted({r["step"] for r in audit}) == [3, 5]
+    assert "rewrite rounds after steps [3, 8]" in proc.stdout
+    assert json.loads((run / "summary.json").read_text())["results"]["stage1"]["steps"] == 12
+    audit = _audit(stage, 12)
+    assert sorted({r["step"] for r in audit}) == [3, 8]
     chosen = {r["index"] for r in audit}
     assert chosen <= noisy_inputs["noisy"], f"non-noisy samples chosen: {chosen - noisy_inputs['noisy']}"
     for r in audit:
         # one right and one wrong answer per sample: the wrong one is rejected by verification
         assert r["generated"] == 2 and r["verified"] == 1 and r["accepted"], r
         assert "#### " in r["new_text"] and r["old_nll"] > r["new_nll"]
-    targets = json.loads((stage / "global_step_6" / "rewrite" / "targets.json").read_text())
+    targets = json.loads((stage / "global_step_12" / "rewrite" / "targets.json").read_text())
     assert set(map(int, targets)) == chosen
     rows = [json.loads(line)["data"] for line in (run / "metrics" / "cadft-verl" / "cadft_stage1.jsonl").open()]
-    assert len(rows) == 6
-    for step in (3, 5):
+    assert len(rows) == 12
+    for step in (3, 8):
         m = rows[step - 1]
         assert m["stage1/rewrite/candidates"] == 4 and m["stage1/rewrite/accepted"] == 4
         assert m["stage1/rewrite/generated"] == 8 and m["stage1/rewrite/verified"] == 4
         assert m["stage1/rewrite/failed"] == 0 and m["stage1/rewrite/nll_after"] < m["stage1/rewrite/nll_before"]
+        assert m["stage1/rewrite/lookahead_scored"] == 16 * (5 if step == 3 else 4)
     assert "stage1/rewrite/accepted" not in rows[3]
-    assert (stage / "global_step_6" / "rewrite" / "train_rewritten.parquet").exists()
+    assert (stage / "global_step_12" / "rewrite" / "train_rewritten.parquet").exists()
     assert _sha(noisy_inputs["data_file"]) == before  # the original data file is never modified
-    # single pass (6 steps of a 16-step epoch): candidates came from the look-ahead, and each accepted rewrite is
+    # single pass: candidates came from the look-ahead, and each accepted rewrite is
     # the target the loss trained on when the sample's turn came
     assert {r["extra"]["selected_by"] for r in audit} == {"lookahead"}
     _assert_rewrites_trained_at_next_use(stage, audit, _target_tokens(noisy_inputs, noisy_inputs["data_file"]))
