@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -53,6 +54,7 @@ def main(argv=None) -> int:
 
     from cadft_verl.cpu_default import build_inputs
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill still shuts the cluster down (finally)
     work = args.work or tempfile.mkdtemp(prefix="cadft_multinode_")
     data_dir, model_dir = build_inputs(os.path.join(work, "inputs"))
     node_args = dict(num_cpus=CPUS_PER_NODE, num_gpus=GPUS_PER_NODE, object_store_memory=300 * 1024**2)

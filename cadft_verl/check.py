@@ -82,8 +82,8 @@ def launch_problems(config, rewrite: bool = True) -> list[str]:
     stages = list(config.get("stages") or [])
     needs_rollout = "rl" in stages
     if rewrite and "cadft" in stages and config.cadft.get("loss") == "cadft":
-        rewrite = config.cadft.get("rewrite") or {}
-        needs_rollout |= bool(rewrite.get("enabled", False)) and str(rewrite.get("generator", "")) in ("rollout", "verl")
+        rw = config.cadft.get("rewrite") or {}
+        needs_rollout |= bool(rw.get("enabled", False)) and str(rw.get("generator", "")) in ("rollout", "verl")
     if needs_rollout:
         what = "stage 2 (rl)" if "rl" in stages else "stage 1's rewrite rounds (cadft.rewrite.enabled=false avoids it)"
         problem = rollout_problem(str(config.actor_rollout_ref.rollout.name))
