@@ -11,7 +11,9 @@ source "$REPO_ROOT/scripts/setup.sh" || exit 1
 set +e  # setup.sh runs with -e; the exit status of pytest is handled below
 cd "$REPO_ROOT"
 if [ "${CADFT_STACK:-cpu}" = gpu-pins ]; then
-  python -m pytest -m "not vllm" "$@"
+  # CI-time budget of this second run (docs/install.md): rewriting's end-to-end stage tests (four Ray launches with
+  # kills) run in the main env only; stage 1 of the launch (rewriting off) is covered here by tests/launcher
+  python -m pytest -m "not vllm" --ignore=tests/rewrite/test_rewrite_stage_on_cpu.py "$@"
 else
   python -m pytest "$@"
 fi
