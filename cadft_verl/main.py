@@ -145,6 +145,9 @@ def launch(config) -> dict:
 
     ensure_loaded()
     check_inputs(config)
+    from cadft_verl.check import preflight
+
+    preflight(config)  # verl in the supported range, the rollout engine of stage 2 installed
     run_dir = os.path.abspath(config.trainer.default_local_dir)
     os.makedirs(run_dir, exist_ok=True)
     os.environ.setdefault("VERL_FILE_LOGGER_ROOT", os.path.join(run_dir, "metrics"))

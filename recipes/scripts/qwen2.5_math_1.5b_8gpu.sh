@@ -4,6 +4,8 @@
 #            AdamW (0.9, 0.95), wd 0.01, warm-up 0.1, cosine, clip 1.0, max length 2048, bf16
 #   stage 2: GRPO, lr 1e-6, 256 prompts per step, n = 4 rollouts, warm-up 0.1, 0/1 math-verify reward
 # Usage: bash recipes/scripts/qwen2.5_math_1.5b_8gpu.sh [cadft_then_grpo|dft_then_grpo|sft_then_grpo|grpo] [k=v ...]
+# Install: the GPU stack, `pip install -r requirements/gpu.txt && pip install --no-deps -e .` (docs/install.md);
+# check it with `python -m cadft_verl check`.
 # Several nodes: start a Ray cluster first, then add trainer.nnodes=N (docs/multinode.md).
 set -euo pipefail
 RECIPE="${1:-cadft_then_grpo}"; shift || true
@@ -14,9 +16,10 @@ RUNS="${RUNS:-runs}"
 # demonstrations for stage 1 (hub download needs network; any local JSONL/parquet works with --source generic)
 [ -f "$DATA/numina/sft/train.parquet" ] || python -m cadft_verl.data convert --source numina \
     --input AI-MO/NuminaMath-CoT --limit 100000 --max-length 2048 --tokenizer "$MODEL" --out "$DATA/numina"
-# prompts for stage 2: MATH train (local file, or the hub when online) with a held-out validation split
+# prompts for stage 2: MATH train with a held-out validation split. MATH_TRAIN: a local MATH train file (JSONL or
+# parquet, fields problem/solution); unset: the data CLI's own MATH source on the hub (needs network)
 [ -f "$DATA/math/rl/train.parquet" ] || python -m cadft_verl.data convert --source math \
-    --input "${MATH_TRAIN:-hendrycks/competition_math}" --val-size 500 --out "$DATA/math"
+    ${MATH_TRAIN:+--input "$MATH_TRAIN"} --val-size 500 --out "$DATA/math"
 
 python -m verl.trainer.main recipe="$RECIPE" profile=gpu \
     actor_rollout_ref.model.path="$MODEL" \

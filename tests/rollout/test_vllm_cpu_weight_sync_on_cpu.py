@@ -22,7 +22,7 @@ import pytest
 os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
-vllm = pytest.importorskip("vllm", reason="vLLM is not installed (CPU env: requirements/cpu.txt with vllm-cpu)")
+pytestmark = pytest.mark.vllm  # needs vLLM (tests/conftest.py skips it where vLLM is not installed)
 torch = pytest.importorskip("torch")
 
 from cadft_verl.platform import vllm_cpu  # noqa: E402
