@@ -13,7 +13,9 @@ from cadft_verl.eval.report import ReportError
 
 
 def _run_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="model folder (or hub name where online)")
+    p.add_argument("--model", required=True,
+                   help="HF model folder, verl FSDP checkpoint folder (.../global_step_N or .../global_step_N/actor: "
+                   "merged with verl's model merger into huggingface_merged/ next to it), or hub name where online")
     p.add_argument("--out", required=True, help="output folder (samples.jsonl, metrics.json/.md/.png)")
     p.add_argument("--benchmarks", "--benchmark", nargs="+", default=["paper"], metavar="B",
                    help="names (" + ", ".join(REGISTRY) + "), presets (" + ", ".join(PRESETS)
@@ -74,11 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _default_label(model: str) -> str:
+    """The model's folder name; for a verl checkpoint, its global_step_N folder's."""
+    path = os.path.abspath(model)
+    for part in reversed(path.split(os.sep)):
+        if part.startswith("global_step_"):
+            return part
+    return os.path.basename(os.path.normpath(model))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from cadft_verl.eval.model_path import resolve_model
     from cadft_verl.eval.runner import RunConfig, run_eval
 
+    model = resolve_model(args.model, fallback_cache=os.path.join(args.out, "merged_model"))
+    source = args.model if os.path.abspath(os.path.expanduser(args.model)) != model else None
     cfg = RunConfig(
-        model=args.model, out=args.out, benchmarks=args.benchmarks, label=args.label,
+        model=model, model_source=source, out=args.out, benchmarks=args.benchmarks,
+        label=args.label or _default_label(args.model),
         benchmarks_dir=args.benchmarks_dir, limit=args.limit, template=args.template, k=args.k,
         temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed,
         greedy=args.greedy, backend=args.backend, batch_size=args.batch_size, dtype=args.dtype,

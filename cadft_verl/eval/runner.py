@@ -22,6 +22,8 @@ DEFAULT_BENCHMARKS = ["paper"]
 class RunConfig:
     model: str
     out: str
+    # what --model named when that was a verl checkpoint (``model`` is then its merged or exported HF folder)
+    model_source: str | None = None
     benchmarks: list[str] = field(default_factory=lambda: list(DEFAULT_BENCHMARKS))
     label: str | None = None
     benchmarks_dir: str | None = None
@@ -141,6 +143,7 @@ def run_eval(cfg: RunConfig, generator=None) -> dict:
         "settings": {
             "label": label,
             "model": os.path.abspath(cfg.model) if os.path.exists(cfg.model) else cfg.model,
+            "model_source": os.path.abspath(cfg.model_source) if cfg.model_source else None,
             "template": template.record(),
             "k": settings.n,
             "temperature": settings.temperature,
