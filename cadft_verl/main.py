@@ -7,9 +7,13 @@ Recipes (``recipes/recipe/*.yaml``) compose over verl's own ``ppo_trainer`` conf
 overridden. They choose the stages:
 - stage 1 ``cadft``: CADFT / DFT / SFT on verl's FSDP actor workers (``RayCADFTStage``), writing an HF export;
 - stage 2 ``rl``: verl's own GRPO/PPO trainer (``main_ppo``), starting from stage 1's HF export with a fresh
-  optimizer and LR schedule.
+  optimizer and LR schedule; its final checkpoint is always saved, with an HF export (``hf_model`` in
+  ``actor_rollout_ref.actor.checkpoint.save_contents``, set in ``recipes/main.yaml``);
+- ``eval``: the base model, stage 1's export and stage 2's final checkpoint on the ``eval.benchmarks``, and the
+  run's cold-start report in ``<run dir>/eval/`` (``cadft_verl.eval.stage``).
 Each stage resumes from its own checkpoints when the launch is rerun into the same ``trainer.default_local_dir``;
-a finished stage 1 is not redone. ``<run dir>/summary.json`` records what ran and where the outputs are.
+a finished stage 1 or stage 2 is not redone (``COMPLETE.json`` in its folder), nor an evaluation whose model and
+settings did not change. ``<run dir>/summary.json`` records what ran and where the outputs are.
 """
 
 from __future__ import annotations
@@ -22,18 +26,22 @@ import time
 import hydra
 from omegaconf import OmegaConf, open_dict
 
-STAGES = ("cadft", "rl")
+STAGES = ("cadft", "rl", "eval")
+# stage 2 saves only its final checkpoint when trainer.save_freq <= 0 (verl would save none)
+FINAL_ONLY = 2**31 - 1
+COMPLETE = "COMPLETE.json"
 
 
 def check_inputs(config) -> None:
-    """Fail before any worker starts: unknown stage, missing model or data file (naming the key and path)."""
+    """Fail before any worker starts: unknown stage, missing model or data file (naming the key and path), an eval
+    stage without benchmarks or with an unknown or missing one (listing what exists)."""
     from cadft_verl.losses import LossConfig
     from cadft_verl.utils.paths import check_config_paths
 
     stages = list(config.stages)
     unknown = [s for s in stages if s not in STAGES]
-    if unknown or not stages:
-        raise ValueError(f"stages: {stages} is not a non-empty list of {STAGES}")
+    if unknown or not stages or stages != sorted(stages, key=STAGES.index) or len(set(stages)) != len(stages):
+        raise ValueError(f"stages: {stages} is not a non-empty list of {STAGES}, in that order")
     file_keys = []
     if "cadft" in stages:
         LossConfig.from_mapping(config.cadft)
@@ -43,6 +51,10 @@ def check_inputs(config) -> None:
     if "rl" in stages:
         file_keys += ["data.train_files", "data.val_files"]
     check_config_paths(config, "actor_rollout_ref.model.path", file_keys)
+    if "eval" in stages:
+        from cadft_verl.eval.stage import check_eval_inputs
+
+        check_eval_inputs(config)
 
 
 def init_ray(config) -> None:
@@ -63,8 +75,15 @@ def init_ray(config) -> None:
     ray.init(**kwargs)
 
 
-def write_summary(run_dir: str, summary: dict) -> str:
-    path = os.path.join(run_dir, "summary.json")
+def shutdown_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def write_summary(run_dir: str, summary: dict, name: str = "summary.json") -> str:
+    path = os.path.join(run_dir, name)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(summary, f, indent=2, default=str)
@@ -115,9 +134,31 @@ def stage2_config(config, run_dir: str, init_model: str | None):
             cfg.actor_rollout_ref.model.path = init_model
         cfg.trainer.default_local_dir = os.path.join(run_dir, "stage2_rl")
         cfg.trainer.experiment_name = f"{config.trainer.experiment_name}_stage2"
-        for key in ("cadft", "stages", "recipe_name"):
+        if int(cfg.trainer.get("save_freq", -1) or -1) <= 0:
+            cfg.trainer.save_freq = FINAL_ONLY  # the final checkpoint is the RL model: always saved
+        for key in ("cadft", "stages", "recipe_name", "eval"):
             cfg.pop(key, None)
     return cfg
+
+
+def _read_json(path: str) -> dict | None:
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def stage2_done(cfg) -> dict | None:
+    """Stage 2's result when a previous launch finished it with the same start model and length."""
+    done = _read_json(os.path.join(cfg.trainer.default_local_dir, COMPLETE))
+    if done is None or done.get("init_model") != cfg.actor_rollout_ref.model.path:
+        return None
+    total = cfg.trainer.get("total_training_steps")
+    if total is not None and int(total) != done.get("steps"):
+        return None
+    if not os.path.isdir(done.get("checkpoint", "")):
+        return None
+    return done
 
 
 def run_stage2(config, run_dir: str, init_model: str | None) -> dict:
@@ -125,7 +166,14 @@ def run_stage2(config, run_dir: str, init_model: str | None) -> dict:
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
 
+    from cadft_verl.eval.model_path import is_hf_model
+
     cfg = stage2_config(config, run_dir, init_model)
+    done = stage2_done(cfg)
+    if done is not None:
+        print(f"[cadft-verl] stage 2 already complete ({os.path.join(cfg.trainer.default_local_dir, COMPLETE)}): "
+              f"not redone", flush=True)
+        return done
     validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
     if cfg.trainer.get("use_v1", True):
         run_ppo(cfg, task_runner_class=TaskRunnerV1)
@@ -136,8 +184,15 @@ def run_stage2(config, run_dir: str, init_model: str | None) -> dict:
     stage_dir = cfg.trainer.default_local_dir
     tracker = os.path.join(stage_dir, "latest_checkpointed_iteration.txt")
     step = int(open(tracker).read().strip()) if os.path.exists(tracker) else None
-    return {"stage": "rl", "algorithm": cfg.algorithm.adv_estimator, "init_model": cfg.actor_rollout_ref.model.path,
-            "steps": step, "checkpoint": os.path.join(stage_dir, f"global_step_{step}") if step else stage_dir}
+    checkpoint = os.path.join(stage_dir, f"global_step_{step}") if step else stage_dir
+    export = os.path.join(checkpoint, "actor", "huggingface")
+    result = {"stage": "rl", "algorithm": cfg.algorithm.adv_estimator, "init_model": cfg.actor_rollout_ref.model.path,
+              "steps": step, "checkpoint": checkpoint,
+              # loadable HF model of the final checkpoint (None: saved without hf_model; the eval stage merges it)
+              "hf_model": export if step and is_hf_model(export) else None}
+    if step:
+        write_summary(stage_dir, result, name=COMPLETE)
+    return result
 
 
 def launch(config) -> dict:
@@ -156,8 +211,9 @@ def launch(config) -> dict:
     write_summary(run_dir, summary)
     wall = summary["wall_s"]
     t0 = time.time()
-    init_ray(config)
-    wall["ray_init"] = time.time() - t0
+    if "cadft" in config.stages or "rl" in config.stages:
+        init_ray(config)
+        wall["ray_init"] = time.time() - t0
     init_model = None
     if "cadft" in config.stages:
         t0 = time.time()
@@ -172,8 +228,21 @@ def launch(config) -> dict:
         t0 = time.time()
         summary["results"]["stage2"] = run_stage2(config, run_dir, init_model)
         wall["stage2"] = time.time() - t0  # verl's trainer: worker and rollout start-up, steps, validation
+        write_summary(run_dir, summary)
+    report = None
+    if "eval" in config.stages:
+        from cadft_verl.eval.stage import print_report, run_eval_stage
+
+        shutdown_ray()  # the eval stage needs no worker; free their memory (GPU: vLLM's) first
+        t0 = time.time()
+        report = run_eval_stage(config, run_dir, summary["results"])
+        markdown = report.pop("_markdown")
+        summary["results"]["eval"] = report
+        wall["eval"] = time.time() - t0  # model loads (and merges), generation, scoring, report
     path = write_summary(run_dir, summary)
     print(f"[cadft-verl] run finished: outputs in {run_dir} (summary: {path})")
+    if report is not None:
+        print_report(dict(report, _markdown=markdown))
     return summary
 
 

@@ -4,11 +4,11 @@ import pytest
 from hydra import compose, initialize_config_module
 
 EXPECTED = {
-    "cadft_then_grpo": (["cadft", "rl"], "cadft"),
-    "dft_then_grpo": (["cadft", "rl"], "dft"),
-    "sft_then_grpo": (["cadft", "rl"], "sft"),
+    "cadft_then_grpo": (["cadft", "rl", "eval"], "cadft"),
+    "dft_then_grpo": (["cadft", "rl", "eval"], "dft"),
+    "sft_then_grpo": (["cadft", "rl", "eval"], "sft"),
     "cadft": (["cadft"], "cadft"),
-    "grpo": (["rl"], None),
+    "grpo": (["rl", "eval"], None),
 }
 
 
@@ -27,6 +27,11 @@ def test_recipe_composes(recipe, profile):
         assert cfg.actor_rollout_ref.rollout.n == 4
         assert cfg.actor_rollout_ref.actor.optim.lr == 1e-6
         assert cfg.reward.custom_reward_function.path == "pkg://cadft_verl.reward"
+        # stage 2's checkpoints carry a loadable HF export (what the eval stage loads)
+        assert "hf_model" in cfg.actor_rollout_ref.actor.checkpoint.save_contents
+    if "eval" in stages:
+        assert list(cfg.eval.benchmarks) == ["paper"] and list(cfg.eval.models) == ["base", "stage1", "stage2"]
+        assert cfg.eval.k == 16 and cfg.eval.backend == "auto" and cfg.eval.template == "qwen-boxed"
     # verl's keys stay overridable and the stage-1 defaults follow the DFT protocol
     assert cfg.trainer.total_training_steps == 7
     assert cfg.cadft.optim.lr == 5e-5 and list(cfg.cadft.optim.betas) == [0.9, 0.95]
