@@ -107,12 +107,27 @@ def check_handoff(hf_model: str) -> None:
         raise RuntimeError(f"stage 1 checkpoint corrupt: {hf_model} cannot be loaded ({exc})") from exc
 
 
-def run_stage1(config, run_dir: str) -> dict:
+def ensure_ray(config, wall: dict) -> None:
+    """Ray is started only for a stage that has work to do (a rerun that only evaluates starts none)."""
+    import ray
+
+    if not ray.is_initialized():
+        t0 = time.time()
+        init_ray(config)
+        wall["ray_init"] = time.time() - t0
+
+
+def run_stage1(config, run_dir: str, wall: dict | None = None) -> dict:
     from verl.utils.tracking import Tracking
 
+    from cadft_verl.trainer.ray_stage import COMPLETE as STAGE1_COMPLETE
     from cadft_verl.trainer.ray_stage import RayCADFTStage
 
     stage_dir = os.path.join(run_dir, f"stage1_{config.cadft.loss}")
+    done = _read_json(os.path.join(stage_dir, STAGE1_COMPLETE))
+    if done is not None:  # a finished stage 1 is not redone
+        return done
+    ensure_ray(config, wall if wall is not None else {})
     tracking = Tracking(project_name=config.trainer.project_name,
                         experiment_name=f"{config.trainer.experiment_name}_stage1",
                         default_backend=list(config.trainer.logger),
@@ -161,7 +176,7 @@ def stage2_done(cfg) -> dict | None:
     return done
 
 
-def run_stage2(config, run_dir: str, init_model: str | None) -> dict:
+def run_stage2(config, run_dir: str, init_model: str | None, wall: dict | None = None) -> dict:
     from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
@@ -174,6 +189,7 @@ def run_stage2(config, run_dir: str, init_model: str | None) -> dict:
         print(f"[cadft-verl] stage 2 already complete ({os.path.join(cfg.trainer.default_local_dir, COMPLETE)}): "
               f"not redone", flush=True)
         return done
+    ensure_ray(config, wall if wall is not None else {})
     validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
     if cfg.trainer.get("use_v1", True):
         run_ppo(cfg, task_runner_class=TaskRunnerV1)
@@ -210,24 +226,22 @@ def launch(config) -> dict:
                "wall_s": {}}
     write_summary(run_dir, summary)
     wall = summary["wall_s"]
-    t0 = time.time()
-    if "cadft" in config.stages or "rl" in config.stages:
-        init_ray(config)
-        wall["ray_init"] = time.time() - t0
     init_model = None
     if "cadft" in config.stages:
-        t0 = time.time()
-        result = run_stage1(config, run_dir)
-        wall["stage1"] = time.time() - t0  # worker start-up, training, checkpointing and worker shutdown
+        t0, ray0 = time.time(), wall.get("ray_init", 0.0)
+        result = run_stage1(config, run_dir, wall)
+        # worker start-up, training, checkpointing and worker shutdown (Ray's start is wall["ray_init"])
+        wall["stage1"] = time.time() - t0 - (wall.get("ray_init", 0.0) - ray0)
         summary["results"]["stage1"] = result
         write_summary(run_dir, summary)
         init_model = result["hf_model"]
         check_handoff(init_model)
         print(f"[cadft-verl] stage 1 done: HF model {init_model}")
     if "rl" in config.stages:
-        t0 = time.time()
-        summary["results"]["stage2"] = run_stage2(config, run_dir, init_model)
-        wall["stage2"] = time.time() - t0  # verl's trainer: worker and rollout start-up, steps, validation
+        t0, ray0 = time.time(), wall.get("ray_init", 0.0)
+        summary["results"]["stage2"] = run_stage2(config, run_dir, init_model, wall)
+        # verl's trainer: worker and rollout start-up, steps, validation
+        wall["stage2"] = time.time() - t0 - (wall.get("ray_init", 0.0) - ray0)
         write_summary(run_dir, summary)
     report = None
     if "eval" in config.stages:
