@@ -1,7 +1,8 @@
 """``python -m cadft_verl.data``: convert math datasets to verl's SFT and RL parquet formats.
 
 python -m cadft_verl.data convert --source gsm8k --input train.jsonl --val-input test.jsonl --out DIR
-python -m cadft_verl.data sample --out DIR          # 256 + 32 GSM8K train rows, the CPU default dataset
+python -m cadft_verl.data arith --out DIR           # the embedded arithmetic task (the CPU default's data)
+python -m cadft_verl.data sample --out DIR          # 256 + 32 GSM8K train rows
 """
 
 from __future__ import annotations
@@ -10,7 +11,17 @@ import argparse
 import sys
 
 from cadft_verl.data.convert import FORMATS, ConvertConfig, convert, format_summary
-from cadft_verl.data.sample import DEFAULT_SAMPLE_OUT, DEFAULT_TRAIN, DEFAULT_VAL, make_sample
+from cadft_verl.data.sample import (
+    ARITH_RL,
+    ARITH_SFT,
+    ARITH_VAL,
+    DEFAULT_ARITH_OUT,
+    DEFAULT_SAMPLE_OUT,
+    DEFAULT_TRAIN,
+    DEFAULT_VAL,
+    make_arith,
+    make_sample,
+)
 from cadft_verl.data.sources import SOURCES, DataError
 from cadft_verl.math.ngrams import DEFAULT_N, DEFAULT_THRESHOLD
 from cadft_verl.math.prompts import DEFAULT_TEMPLATE, TEMPLATES, chat_templates
@@ -128,7 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(c)
 
-    s = sub.add_parser("sample", help="the small CPU default dataset (GSM8K train rows, both formats)")
+    a = sub.add_parser("arith", help="the embedded arithmetic task (the CPU default's data), both formats")
+    a.add_argument("--out", default=DEFAULT_ARITH_OUT, help=f"output folder (default {DEFAULT_ARITH_OUT})")
+    a.add_argument("--sft-size", type=int, default=ARITH_SFT, help="demonstrations (30%% of them incompatible)")
+    a.add_argument("--rl-size", type=int, default=ARITH_RL, help="RL training prompts (other problems)")
+    a.add_argument("--val-size", type=int, default=ARITH_VAL, help="validation problems (held-out benchmark arith)")
+    _common(a)
+
+    s = sub.add_parser("sample", help="a small GSM8K dataset (GSM8K train rows, both formats)")
     s.add_argument(
         "--out",
         default=DEFAULT_SAMPLE_OUT,
@@ -157,7 +175,12 @@ def main(argv: list[str] | None = None) -> int:
         quiet=args.quiet,
     )
     try:
-        if args.command == "sample":
+        if args.command == "arith":
+            summary = make_arith(out=args.out, sft_size=args.sft_size, rl_size=args.rl_size,
+                                 val_size=args.val_size, seed=args.seed, **shared)
+            print(f"arith: {summary['kinds']} demonstrations; outputs in {args.out}")
+            summary = summary["sft"]
+        elif args.command == "sample":
             summary = make_sample(
                 out=args.out,
                 gsm8k=args.gsm8k,

@@ -272,6 +272,7 @@ class Converter:
             "ground_truth": k.ex.answer,
             "question": k.ex.problem,
             "location": k.raw.location,
+            **k.ex.extra,
         }
 
     def sft_row(self, k: _Kept, split: str) -> dict:

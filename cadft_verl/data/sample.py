@@ -1,15 +1,22 @@
-"""The small embedded CPU default dataset: a few hundred GSM8K train rows, in both formats.
+"""The small embedded datasets, in both of verl's formats.
 
-The GSM8K file is read from the shared benchmark folder (``$CADFT_BENCHMARKS_DIR``, ``<cwd>/../shared/benchmarks``
-or ``<repo>/../shared/benchmarks``); it is never copied into the project, only converted.
+- :func:`make_arith`: the CPU default's data, the embedded arithmetic task (:mod:`cadft_verl.math.arith`), generated
+  from a seed (nothing read from disk): the SFT training mix (with its incompatible demonstrations, ``kind`` in
+  ``extra_info``), RL training prompts, and RL validation prompts from the held-out benchmark ``arith``.
+- :func:`make_sample`: a few hundred GSM8K train rows, read from the shared benchmark folder
+  (``$CADFT_BENCHMARKS_DIR``, ``<cwd>/../shared/benchmarks`` or ``<repo>/../shared/benchmarks``); never copied into
+  the project, only converted.
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 from cadft_verl.data.convert import ConvertConfig, convert
 from cadft_verl.data.sources import DataError
+from cadft_verl.data.writer import AtomicOutputs
+from cadft_verl.math import arith
 from cadft_verl.math.prompts import DEFAULT_TEMPLATE
 from cadft_verl.utils.paths import find_benchmarks_dir
 
@@ -56,3 +63,50 @@ def make_sample(
         **overrides,
     )
     return convert(cfg)
+
+
+DEFAULT_ARITH_OUT = os.path.join("outputs", "data", "arith")
+ARITH_SFT = 512
+ARITH_RL = 256
+ARITH_VAL = 48
+
+
+def make_arith(
+    out: str = DEFAULT_ARITH_OUT,
+    sft_size: int = ARITH_SFT,
+    rl_size: int = ARITH_RL,
+    val_size: int = ARITH_VAL,
+    seed: int = 0,
+    mix: dict[str, float] | None = None,
+    template: str = DEFAULT_TEMPLATE,
+    **overrides,
+) -> dict:
+    """Write ``out/sft/train.parquet`` (the demonstration mix), ``out/rl/train.parquet`` (prompts of other training
+    problems), the validation files ``out/{sft,rl}/val.parquet`` (the first ``val_size`` problems of the held-out
+    benchmark ``arith``, with clean solutions in the SFT one) and
+    ``out/raw/*.jsonl`` (the generated GSM8K-schema rows they were converted from). Returns the summary."""
+    if sft_size < 1 or rl_size < 1 or not 0 <= val_size <= arith.TEST_SIZE:
+        raise DataError(f"arith sizes must be sft >= 1, rl >= 1, 0 <= val <= {arith.TEST_SIZE} "
+                        f"(got {sft_size}, {rl_size}, {val_size})")
+    try:
+        rows = arith.train_rows(sft_size + rl_size, seed=seed, mix=mix)
+    except ValueError as e:
+        raise DataError(str(e)) from None
+    prompts = [{k: v for k, v in r.items() if k != "kind"} for r in rows[sft_size:]]  # RL rows have no demonstration
+    raw = {"sft": rows[:sft_size], "rl": prompts, "val": arith.test_rows()[:val_size]}
+    raw_dir = os.path.join(out, "raw")
+    with AtomicOutputs() as w:
+        for name, part in raw.items():
+            w.text(os.path.join(raw_dir, f"{name}.jsonl"), "".join(json.dumps(r) + "\n" for r in part))
+        w.commit()
+    val = os.path.join(raw_dir, "val.jsonl") if val_size else None  # clean held-out solutions: sft/val = val/loss
+    common = dict(source="arith", template=template, seed=seed, val_input=val, **overrides)
+    sft = convert(ConvertConfig(out=out, input=os.path.join(raw_dir, "sft.jsonl"), formats=("sft",), **common))
+    rl = convert(ConvertConfig(out=out, input=os.path.join(raw_dir, "rl.jsonl"), formats=("rl",), **common))
+    summary = {"task": "arith", "seed": seed, "sft": sft, "rl": rl,
+               "kinds": {k: sum(r["kind"] == k for r in raw["sft"]) for k in arith.KINDS}}
+    with AtomicOutputs() as w:
+        w.json(os.path.join(out, "summary.json"), summary)
+        w.commit()
+    return summary
+

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from cadft_verl.math.answers import reference_answer
 from cadft_verl.math.extract import gsm8k_final, last_boxed
@@ -32,6 +32,7 @@ class Example:
     problem: str
     response: str | None
     answer: str
+    extra: dict = field(default_factory=dict)  # source-specific fields carried into extra_info (e.g. arith's kind)
 
 
 # --------------------------------------------------------------------------------------------------- readers
@@ -201,6 +202,14 @@ def _gsm8k(row: dict, f: Fields, need_response: bool) -> Example:
     return Example(problem, gsm8k_response(solution, answer), answer)
 
 
+def _arith(row: dict, f: Fields, need_response: bool) -> Example:
+    """The embedded arithmetic task (:mod:`cadft_verl.math.arith`): GSM8K's schema, plus the demonstration's kind
+    and step count, kept in ``extra_info``."""
+    ex = _gsm8k(row, f, need_response)
+    ex.extra = {k: row[k] for k in ("kind", "steps") if row.get(k) is not None}
+    return ex
+
+
 def _math(row: dict, f: Fields, need_response: bool) -> Example:
     problem = _problem(row, f)
     solution = row.get(f.response) if f.response else None
@@ -272,6 +281,12 @@ register_source(SourceSpec(
     hub_name="openai/gsm8k",
     hub_config="main",
     hub_val_split="test",
+))
+register_source(SourceSpec(
+    "arith",
+    "the embedded arithmetic task (GSM8K schema + kind, steps; python -m cadft_verl.data arith writes it)",
+    Fields.of_dataset("arith"),
+    _arith,
 ))
 register_source(SourceSpec(
     "math",

@@ -25,6 +25,10 @@ class AtomicOutputs:
 
         pq.write_table(pa.Table.from_pylist(rows), self._tmp(path))
 
+    def text(self, path: str, text: str) -> None:
+        with open(self._tmp(path), "w", encoding="utf-8") as f:
+            f.write(text)
+
     def json(self, path: str, obj) -> None:
         with open(self._tmp(path), "w", encoding="utf-8") as f:
             json.dump(obj, f, indent=2, ensure_ascii=False)

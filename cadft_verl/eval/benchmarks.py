@@ -178,7 +178,11 @@ def load_benchmark(
         if path is None:
             raise
         spec = None
-    if path is None:
+    if path is None and spec is not None and spec.builder is not None:  # a generated benchmark (arith)
+        rows = spec.builder()
+        path, source = f"generated://{spec.name}", f"generated://{spec.name}"
+        locs = [f"{source}:row {i}" for i in range(len(rows))]
+    elif path is None:
         assert spec is not None
         try:
             path = default_path(spec, benchmarks_dir(bdir))
@@ -186,7 +190,9 @@ def load_benchmark(
             if not (hub_fallback and spec.hub):
                 raise
             path = "hf://"
-    if path.startswith("hf://"):
+    if path.startswith("generated://"):
+        pass
+    elif path.startswith("hf://"):
         rows, locs, source = read_hub(path, spec)
     else:
         rows, locs = read_rows(path)

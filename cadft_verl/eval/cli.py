@@ -89,6 +89,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from cadft_verl.eval.model_path import resolve_model
     from cadft_verl.eval.runner import RunConfig, run_eval
 
+    from cadft_verl.eval.benchmarks import expand_benchmark_args, load_benchmark
+
+    for arg in expand_benchmark_args(args.benchmarks):  # a bad benchmark is named before any model work
+        load_benchmark(arg, args.benchmarks_dir, limit=1, hub_fallback=args.hub)
     model = resolve_model(args.model, fallback_cache=os.path.join(args.out, "merged_model"))
     source = args.model if os.path.abspath(os.path.expanduser(args.model)) != model else None
     cfg = RunConfig(

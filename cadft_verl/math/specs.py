@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cadft_verl.math import arith
 from cadft_verl.math.answers import normalize_gold
 from cadft_verl.math.extract import gsm8k_final, last_boxed
 
@@ -83,6 +84,7 @@ class DatasetSpec:
     hub: tuple[str, str | None, str] | None = None  # (dataset, config, split) for hf:// loading
     expected_rows: int | None = None
     in_paper_average: bool = False
+    builder: Callable[[], list[dict]] | None = None  # a generated benchmark's rows (no file needed)
 
     def gold(self, row: dict) -> str | None:
         return GOLD_EXTRACTORS[self.gold_kind](self.gold_field)(row)
@@ -225,4 +227,8 @@ register_dataset(DatasetSpec(
 register_dataset(DatasetSpec(
     "gsm8k", "GSM8K", "gsm8k/test.jsonl", ("question", "problem"), "answer", "gsm8k", None, "answer",
     hub=("openai/gsm8k", "main", "test"), expected_rows=1319,
+))
+register_dataset(DatasetSpec(
+    "arith", "Arith", "", ("question",), "answer", "gsm8k", "id", "answer", expected_rows=arith.TEST_SIZE,
+    builder=arith.test_rows,
 ))

@@ -29,13 +29,21 @@ _DEFAULT_CORPUS = [
 
 def build_tokenizer(texts: Iterable[str] | None = None, vocab_size: int = 512):
     """Train a byte-level BPE tokenizer on ``texts`` and wrap it as a ChatML ``PreTrainedTokenizerFast``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
     corpus = list(texts) if texts is not None else []
     corpus = corpus + _DEFAULT_CORPUS
     tok = Tokenizer(models.BPE(unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # Qwen2's own normaliser and pre-tokenizer (digits one by one): AutoTokenizer loads this folder as a
+    # Qwen2Tokenizer (config model_type qwen2), which rebuilds exactly these, so every loader (verl, vLLM,
+    # transformers) encodes a text the same way as the tokenizer was trained
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

@@ -27,7 +27,7 @@ def _write_jsonl(path, rows):
 
 
 def test_registry_and_aliases():
-    assert set(REGISTRY) == {"math500", "aime24", "aime25", "amc23", "minerva_math", "olympiadbench", "gsm8k"}
+    assert set(REGISTRY) == {"math500", "aime24", "aime25", "amc23", "minerva_math", "olympiadbench", "gsm8k", "arith"}
     assert PRESETS["paper"] == ["math500", "minerva_math", "olympiadbench", "aime24", "amc23"]
     assert get_spec("MATH-500").name == "math500" and get_spec("minerva").name == "minerva_math"
     assert expand_benchmark_args(["paper", "gsm8k,aime25", "x=/p"]) == [*PRESETS["paper"], "gsm8k", "aime25", "x=/p"]

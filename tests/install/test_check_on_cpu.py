@@ -66,7 +66,8 @@ def test_the_launch_stops_before_ray_starts_when_the_rollout_engine_is_missing(t
         (tmp_path / name).touch()
     args = ["recipe=grpo", "profile=cpu", f"actor_rollout_ref.model.path={tmp_path}/model",
             f"data.train_files={tmp_path}/train.parquet", f"data.val_files={tmp_path}/val.parquet",
-            f"trainer.default_local_dir={tmp_path}/run", "actor_rollout_ref.rollout.name=sglang"]
+            f"trainer.default_local_dir={tmp_path}/run", "actor_rollout_ref.rollout.name=sglang",
+            "eval.benchmarks=[arith]"]  # the generated benchmark: no benchmark folder needed
     proc = subprocess.run([sys.executable, "-m", "verl.trainer.main", *args], capture_output=True, text=True,
                           timeout=300, env=dict(os.environ, HYDRA_FULL_ERROR="1"))
     assert proc.returncode != 0

@@ -22,6 +22,8 @@ def stage1_args(inputs, run_dir, steps=3, extra=()):
         "trainer.logger=[console,file]",
         # weighting-only CADFT: rewrite rounds need a rollout engine (vLLM), tested in tests/rewrite
         "cadft.rewrite.enabled=false",
+        # recipes with an eval stage: the generated benchmark (no benchmark folder needed), a few problems
+        "eval.benchmarks=[arith]", "eval.limit=8", "eval.k=1", "eval.greedy=true", "eval.max_new_tokens=32",
         *extra,
     ]
 

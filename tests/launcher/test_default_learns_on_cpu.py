@@ -1,0 +1,143 @@
+"""The README's main job on its embedded default, end to end, asserting what was learned, not only that it ran.
+
+`python -m verl.trainer.main recipe=cadft_then_grpo profile=cpu` with the CPU default's inputs (the arithmetic task,
+the pretrained base): CADFT with rewrite rounds through verl's vLLM rollout replica, verl's GRPO from the stage-1
+export, the eval stage and its report; then a rerun, which finds every stage done and starts no worker.
+"""
+
+import json
+import os
+
+import pandas as pd
+import pytest
+from launch import launch
+
+from cadft_verl.cpu_default import launch_overrides
+
+pytestmark = pytest.mark.vllm  # rewriting and stage 2 need vLLM (tests/conftest.py skips it where it is missing)
+
+RL_STEPS = 4
+
+
+def _rows(path):
+    return [json.loads(line) for line in open(path)]
+
+
+def _score(rows, key_part):
+    """The value of the metric whose name holds ``key_part`` (one data source: arith)."""
+    keys = [k for k in rows if key_part in k]
+    assert len(keys) == 1, (key_part, sorted(rows))
+    return rows[keys[0]]
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory, default_inputs):
+    run = tmp_path_factory.mktemp("default") / "run"
+    args = ["recipe=cadft_then_grpo",
+            *launch_overrides(default_inputs["data"], default_inputs["model"], str(run), rl_steps=RL_STEPS),
+            "trainer.save_freq=-1"]  # verl's default (no checkpoint): the launch still saves the final one
+    proc = launch(args, timeout=1500)
+    metrics = run / "metrics" / "cadft-verl"
+    out = {"run": run, "proc": proc, "summary": json.loads((run / "summary.json").read_text()),
+           "data": default_inputs["data"], "stage1": run / "stage1_cadft",
+           "stage1_metrics": _rows(metrics / "cadft_then_grpo_stage1.jsonl"),
+           "stage2_metrics": _rows(metrics / "cadft_then_grpo_stage2.jsonl")}
+    out["rerun"] = launch(args, timeout=600)
+    return out
+
+
+def test_stage2_trains_from_the_stage1_export_and_a_rerun_redoes_nothing(default_run):
+    from transformers import AutoModelForCausalLM
+
+    run, summary = default_run["run"], default_run["summary"]
+    s1, s2 = summary["results"]["stage1"], summary["results"]["stage2"]
+    assert s2["init_model"] == s1["hf_model"] and s2["steps"] == RL_STEPS and s2["algorithm"] == "grpo"
+    assert s2["hf_model"] == str(run / "stage2_rl" / f"global_step_{RL_STEPS}" / "actor" / "huggingface")
+    AutoModelForCausalLM.from_pretrained(s2["hf_model"])  # weights, not only config and tokenizer
+    rerun = default_run["rerun"]
+    assert "stage 2 already complete" in rerun.stdout and "Training Progress" not in rerun.stderr
+    assert "stage 1 (cadft)" not in rerun.stderr  # no stage-1 progress bar: stage 1 was not redone
+    assert "Started a local Ray instance" not in rerun.stdout + rerun.stderr  # nothing left to run on workers
+    again = json.loads((run / "summary.json").read_text())["results"]["eval"]
+    assert all(m["skipped"] for m in again["models"].values())
+
+
+def test_stage2_starts_from_the_stage1_model_and_grpo_learns_from_nonzero_rewards(default_run):
+    ev = default_run["summary"]["results"]["eval"]
+    # stage 2's validation before its first step (the held-out arith prompts of rl/val.parquet, greedy) scores what
+    # the eval stage measured for the stage-1 model on the same problems
+    val = pd.read_parquet(os.path.join(default_run["data"], "rl", "val.parquet"))
+    ids = {f"arith-test-{i}" for i in range(len(val))}  # rl/val.parquet holds the benchmark's first problems
+    per_model = {}
+    for label in ("base", "stage1"):
+        samples = _rows(os.path.join(os.path.dirname(ev["models"][label]["metrics"]), "samples.jsonl"))
+        hits = [s["correct"] for s in samples if s["benchmark"] == "arith" and s["problem_id"] in ids]
+        assert len(hits) == len(ids)
+        per_model[label] = sum(hits) / len(hits)
+    before = [r["data"] for r in default_run["stage2_metrics"] if r["step"] == 0]
+    assert before, "no validation before stage 2's first step"
+    first_val = _score(before[0], "val-core/")
+    assert abs(first_val - per_model["stage1"]) <= 0.03, (first_val, per_model)  # vLLM vs transformers: 1 problem
+    # GRPO had something to learn from: rewards in (0, 1) and non-zero gradients at every step
+    steps = [r["data"] for r in default_run["stage2_metrics"] if "actor/pg_loss" in r["data"]]
+    assert len(steps) == RL_STEPS
+    assert all(0 < s["critic/score/mean"] < 1 for s in steps), [s["critic/score/mean"] for s in steps]
+    assert all(s["actor/grad_norm"] > 0 for s in steps)
+
+
+def test_cadft_down_weights_the_incompatible_demonstrations(default_run):
+    kinds = [e["kind"] for e in pd.read_parquet(os.path.join(default_run["data"], "sft", "train.parquet"))["extra_info"]]
+    weights = {"clean": [], "incompatible": []}
+    for rec in _rows(default_run["stage1"] / "samples.jsonl"):
+        for i, w in zip(rec["idx"], rec["w"]):
+            weights["clean" if kinds[i] == "clean" else "incompatible"].append(w)
+    mean = {k: sum(v) / len(v) for k, v in weights.items()}
+    assert len(weights["incompatible"]) > 50 and mean["incompatible"] < mean["clean"] - 0.2, mean
+    stage1 = default_run["stage1_metrics"]
+    assert all(0 < r["data"]["stage1/cadft/frac_downweighted"] < 1 for r in stage1)
+
+
+def test_a_rewrite_is_accepted_and_then_trained_on(default_run):
+    from transformers import AutoTokenizer
+    from omegaconf import OmegaConf
+    from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
+
+    from cadft_verl.rewrite import RewritableSFTDataset
+
+    stage = default_run["stage1"]
+    audit = [r for d in sorted(stage.glob("global_step_*")) if (d / "rewrite" / "audit.jsonl").exists()
+             for r in _rows(d / "rewrite" / "audit.jsonl")]
+    accepted = [r for r in audit if r["accepted"]]
+    assert accepted, f"no rewrite accepted among {len(audit)} candidates"
+    # the rounds sampled through verl's vLLM rollout replica (4 answers per drawn candidate), and verification
+    # rejected the wrong ones: a candidate whose answers all fail keeps its original target
+    assert all(r["generated"] == 4 for r in audit if r["generated"])
+    assert any(not r["accepted"] and r["generated"] and r["verified"] == 0 and "verifies" in r["reason"]
+               for r in audit)
+    assert all(r["data"].get("stage1/rewrite/failed", 0) == 0 for r in default_run["stage1_metrics"])
+    model = default_run["summary"]["results"]["stage1"]["hf_model"]
+    cfg = OmegaConf.create({"pad_mode": "no_padding", "truncation": "right", "max_length": 256})
+    ds = RewritableSFTDataset(MultiTurnSFTDataset(os.path.join(default_run["data"], "sft", "train.parquet"),
+                                                  AutoTokenizer.from_pretrained(model), cfg))
+    visits = _rows(stage / "samples.jsonl")
+    trained = 0
+    for r in accepted:
+        later = [rec["n"][rec["idx"].index(r["index"])] for rec in visits
+                 if rec["step"] > r["step"] and r["index"] in rec["idx"]]
+        if later:
+            assert later[0] == int(ds.item_with_target(r["index"], r["new_text"])["loss_mask"].sum())
+            trained += 1
+    assert trained >= 1, "no accepted rewrite was visited again"
+
+
+def test_the_report_scores_base_warm_start_and_rl_model_and_ends_the_console(default_run):
+    ev, out = default_run["summary"]["results"]["eval"], default_run["proc"].stdout
+    assert set(ev["models"]) == {"base", "stage1", "stage2"}
+    report = json.loads(open(ev["report"]["json"]).read())
+    assert "arith" in report["benchmarks"]
+    for label in ("base", "stage1", "stage2"):
+        assert 0 < report["models"][label]["values"]["arith"] < 1  # the task is neither unsolved nor solved
+    # the console ends with the report: the table, then where the files are
+    assert out.index("run finished") < out.index("| stage 2: cadft+grpo |") < out.index("[cadft-verl] cold-start report:")
+    for key in ("md", "png", "json"):
+        assert os.path.isfile(ev["report"][key]) and ev["report"][key] in out
