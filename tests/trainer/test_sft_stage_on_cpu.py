@@ -9,7 +9,7 @@ from runner import run_sft
 # step-1 statistics that must not depend on the split: the weights to 1e-6; z_std to 1e-5, since the no-grad pre-pass
 # runs larger micro-batches than training (float32 noise in c, amplified by 1/scale: on this random-init model every
 # c is near log(vocab) and the batch std is ~0.07)
-STEP1_WEIGHT_STATS = {"cadft/w_mean": 1e-6, "cadft/w_min": 1e-6, "cadft/ess": 1e-6, "cadft/z_std": 1e-5,
+STEP1_WEIGHT_STATS = {"cadft/w_mean": 1e-6, "cadft/w_min": 1e-6, "cadft/ess": 1e-5, "cadft/z_std": 1e-5,
                       "cadft/c_loc": 1e-6, "cadft/c_scale": 1e-6}
 
 
