@@ -180,23 +180,22 @@ def load_benchmark(
         spec = None
     if path is None and spec is not None and spec.builder is not None:  # a generated benchmark (arith)
         rows = spec.builder()
-        path, source = f"generated://{spec.name}", f"generated://{spec.name}"
+        source = f"generated://{spec.name}"
         locs = [f"{source}:row {i}" for i in range(len(rows))]
-    elif path is None:
-        assert spec is not None
-        try:
-            path = default_path(spec, benchmarks_dir(bdir))
-        except BenchmarkError:
-            if not (hub_fallback and spec.hub):
-                raise
-            path = "hf://"
-    if path.startswith("generated://"):
-        pass
-    elif path.startswith("hf://"):
-        rows, locs, source = read_hub(path, spec)
     else:
-        rows, locs = read_rows(path)
-        source = os.path.abspath(path)
+        if path is None:
+            assert spec is not None
+            try:
+                path = default_path(spec, benchmarks_dir(bdir))
+            except BenchmarkError:
+                if not (hub_fallback and spec.hub):
+                    raise
+                path = "hf://"
+        if path.startswith("hf://"):
+            rows, locs, source = read_hub(path, spec)
+        else:
+            rows, locs = read_rows(path)
+            source = os.path.abspath(path)
     if not rows:
         raise BenchmarkError(f"{source}: no rows")
     if spec is None or not spec.fits(rows[0]):

@@ -86,10 +86,9 @@ def _default_label(model: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from cadft_verl.eval.benchmarks import expand_benchmark_args, load_benchmark
     from cadft_verl.eval.model_path import resolve_model
     from cadft_verl.eval.runner import RunConfig, run_eval
-
-    from cadft_verl.eval.benchmarks import expand_benchmark_args, load_benchmark
 
     for arg in expand_benchmark_args(args.benchmarks):  # a bad benchmark is named before any model work
         load_benchmark(arg, args.benchmarks_dir, limit=1, hub_fallback=args.hub)
