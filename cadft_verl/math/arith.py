@@ -163,7 +163,8 @@ def problems(n: int, seed: int, held_out: bool, min_steps: int = 1, max_steps: i
 
 
 def _row(p: Problem, uid: str, kind: str, rng: random.Random) -> dict:
-    return {"id": uid, "question": p.question(), "answer": p.solution(kind, rng), "kind": kind, "steps": len(p.steps)}
+    return {"id": uid, "question": p.question(), "answer": p.solution(kind, rng), "kind": kind, "steps": len(p.steps),
+            "item": p.item}
 
 
 def _kinds(n: int, mix: dict[str, float], rng: random.Random) -> list[str]:

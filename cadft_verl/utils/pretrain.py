@@ -3,7 +3,12 @@
 A random model learns nothing from RL (every reward is 0), and a model that already solves everything leaves no
 room for SFT, RL or rewriting. This base is trained (plain PyTorch, a few minutes on 2 cores) on clean
 demonstrations of problems with at most ``max_steps`` (2) steps of :mod:`cadft_verl.math.arith`, so it solves many
-short held-out problems and few three-step ones. Its tokenizer is a byte-level BPE trained on the task's texts
+short held-out problems and few three-step ones. Like a base model pretrained on raw text, it does not always give
+its answer in the form the prompt asks for: its demonstrations end in ``\\boxed{N}`` for problems about the first
+``boxed_items`` (4 of 8) items, but for the other items only one in five does (``other_boxed``), the rest end
+"The answer is N.". So it scores about a quarter of the held-out problems, the answers it computes right but does
+not box are scored wrong, and a short SFT on boxed demonstrations has a clear first lesson (the format) while RL
+still has the three-step problems to learn. Its tokenizer is a byte-level BPE trained on the task's texts
 (:func:`cadft_verl.utils.tiny_model.build_tokenizer`).
 
 The result is cached: a folder whose ``pretrain.json`` records the same settings is reused as it is. With no folder
@@ -34,6 +39,8 @@ class PretrainConfig:
     vocab_size: int = 512
     rows: int = 4000  # distinct clean demonstrations
     max_steps: int = 2  # the part of the task the base is shown: problems with at most this many steps
+    boxed_items: int = 4  # problems about the first this many of arith.ITEMS end in \boxed{N}
+    other_boxed: float = 0.2  # the share of the other items' demonstrations that do; the rest end "The answer is N."
     steps: int = 400  # optimizer steps
     batch_size: int = 32
     lr: float = 3e-3
@@ -41,7 +48,7 @@ class PretrainConfig:
     final_lr: float = 3e-4  # the cosine ends here, not at 0: the base then takes fine-tuning at this lr in stride
     seed: int = 0
     template: str = DEFAULT_TEMPLATE
-    version: int = 1  # bump when the recipe changes, so old caches are not reused
+    version: int = 2  # bump when the recipe changes, so old caches are not reused
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
@@ -82,20 +89,34 @@ def pretrained_base(out: str | None = None, cfg: PretrainConfig | None = None, l
     return out
 
 
-def _encode(tokenizer, template, row: dict) -> tuple[list[int], list[int]]:
+def boxes_answer(row: dict, cfg: PretrainConfig) -> bool:
+    """Whether this pretraining demonstration ends in ``\\boxed{N}`` (else "The answer is N."): every one about the
+    first ``boxed_items`` items, a seeded ``other_boxed`` share of the others (by a hash of the row id)."""
+    if row["item"] in arith.ITEMS[: cfg.boxed_items]:
+        return True
+    return int(hashlib.sha256(row["id"].encode()).hexdigest(), 16) % 1000 < 1000 * cfg.other_boxed
+
+
+def _encode(tokenizer, template, row: dict, boxed: bool = True) -> tuple[list[int], list[int]]:
     from cadft_verl.data.sources import gsm8k_response
     from cadft_verl.math.extract import gsm8k_final
 
     prompt = tokenizer.apply_chat_template(template.messages(row["question"]), tokenize=False,
                                            add_generation_prompt=True)
-    response = gsm8k_response(row["answer"], gsm8k_final(row["answer"])) + tokenizer.eos_token + "\n"
+    final = gsm8k_final(row["answer"])
+    if boxed:
+        response = gsm8k_response(row["answer"], final)
+    else:
+        response = row["answer"][: row["answer"].rfind("####")].rstrip() + f"\nThe answer is {final}."
+    response += tokenizer.eos_token + "\n"
     return (tokenizer(prompt, add_special_tokens=False)["input_ids"],
             tokenizer(response, add_special_tokens=False)["input_ids"])
 
 
 def train_base(out: str, cfg: PretrainConfig, log=print) -> dict:
-    """Build the tokenizer and a random tiny Qwen2 and train it on the clean demonstrations (loss on the response
-    tokens only, AdamW, one-cycle schedule). Returns the record written to ``pretrain.json``."""
+    """Build the tokenizer and a random tiny Qwen2 and train it on the clean demonstrations, answer formats as
+    :func:`boxes_answer` says (loss on the response tokens only, AdamW, one-cycle schedule). Returns the record
+    written to ``pretrain.json``."""
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig, Qwen2Config
 
@@ -109,7 +130,7 @@ def train_base(out: str, cfg: PretrainConfig, log=print) -> dict:
               + "\nassistant\n" + r["answer"]
               for r in rows + arith.train_rows(400, seed=cfg.seed + 7)]
     tokenizer = build_tokenizer(corpus, vocab_size=cfg.vocab_size)
-    data = [_encode(tokenizer, template, r) for r in rows]
+    data = [_encode(tokenizer, template, r, boxes_answer(r, cfg)) for r in rows]
 
     torch.manual_seed(cfg.seed)
     config = Qwen2Config(

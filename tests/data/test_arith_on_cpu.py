@@ -99,3 +99,26 @@ def test_base_model_is_cached_and_its_tokenizer_encodes_the_same_in_every_loader
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert tok.decode(ids) == text and len(ids) < len(text) / 2  # merges were learned and are applied
     AutoModelForCausalLM.from_pretrained(out)
+
+
+def test_the_base_boxes_its_answer_for_half_the_items_and_rarely_for_the_rest():
+    """The base's pretraining text gives the requested \\boxed{} answer for the first items only (and one in five of
+    the others): the format gap a short SFT closes. Rows about the other items end "The answer is N.", which the
+    reward scores as no answer."""
+    from cadft_verl.math.extract import extract_final_answer
+    from cadft_verl.math.prompts import DEFAULT_TEMPLATE, get_template
+    from cadft_verl.utils.pretrain import PretrainConfig, _encode, boxes_answer
+    from cadft_verl.utils.tiny_model import build_tokenizer
+
+    cfg = PretrainConfig()
+    rows = arith.pretrain_rows(2000)
+    first = [r for r in rows if r["item"] in arith.ITEMS[: cfg.boxed_items]]
+    other = [r for r in rows if r["item"] not in arith.ITEMS[: cfg.boxed_items]]
+    assert all(boxes_answer(r, cfg) for r in first) and len(first) > 800
+    share = sum(boxes_answer(r, cfg) for r in other) / len(other)
+    assert abs(share - cfg.other_boxed) < 0.04, share
+    tok = build_tokenizer([r["question"] + "\n" + r["answer"] for r in rows[:200]], vocab_size=400)
+    row, template = next(r for r in other if not boxes_answer(r, cfg)), get_template(DEFAULT_TEMPLATE)
+    text = tok.decode(_encode(tok, template, row, boxed=False)[1])
+    assert text.endswith(f"The answer is {_final(row)}.{tok.eos_token}\n") and extract_final_answer(text) is None
+    assert extract_final_answer(tok.decode(_encode(tok, template, row, boxed=True)[1])) == _final(row)

@@ -78,11 +78,28 @@ def test_stage2_starts_from_the_stage1_model_and_grpo_learns_from_nonzero_reward
     assert before, "no validation before stage 2's first step"
     first_val = _score(before[0], "val-core/")
     assert abs(first_val - per_model["stage1"]) <= 0.03, (first_val, per_model)  # vLLM vs transformers: 1 problem
+    assert abs(first_val - per_model["base"]) >= 0.1, (first_val, per_model)  # measured 0.40 against 0.21
     # GRPO had something to learn from: rewards in (0, 1) and non-zero gradients at every step
     steps = [r["data"] for r in default_run["stage2_metrics"] if "actor/pg_loss" in r["data"]]
     assert len(steps) == RL_STEPS
     assert all(0 < s["critic/score/mean"] < 1 for s in steps), [s["critic/score/mean"] for s in steps]
     assert all(s["actor/grad_norm"] > 0 for s in steps)
+
+
+def test_the_warm_start_beats_the_base_on_the_held_out_task(default_run):
+    """Stage 1 teaches what the base lacks: the base gives its answer in the requested \\boxed{} form only for some
+    problems (utils/pretrain.py), and after CADFT every answer is boxed and more of them are right. Measured: 18.0%
+    (no answer 54.7%) -> 32.0% (no answer 0%) on the 150 held-out problems; the margins are half of that."""
+    ev = default_run["summary"]["results"]["eval"]
+    acc, no_answer = {}, {}
+    for label in ("base", "stage1"):
+        samples = [s for s in _rows(os.path.join(os.path.dirname(ev["models"][label]["metrics"]), "samples.jsonl"))
+                   if s["benchmark"] == "arith"]
+        assert len(samples) == 150
+        acc[label] = sum(s["correct"] for s in samples) / len(samples)
+        no_answer[label] = sum(s["no_answer"] for s in samples) / len(samples)
+    assert acc["stage1"] >= acc["base"] + 0.07, acc
+    assert no_answer["base"] > 0.25 and no_answer["stage1"] < 0.05, no_answer
 
 
 def test_cadft_down_weights_the_incompatible_demonstrations(default_run):
