@@ -14,6 +14,11 @@ overridden. They choose the stages:
 Each stage resumes from its own checkpoints when the launch is rerun into the same ``trainer.default_local_dir``;
 a finished stage 1 or stage 2 is not redone (``COMPLETE.json`` in its folder), nor an evaluation whose model and
 settings did not change. ``<run dir>/summary.json`` records what ran and where the outputs are.
+
+Each stage's metrics are kept, every step once also across a kill and a resume, in
+``<run dir>/metrics/<trainer.project_name>/<experiment>_stage{1,2}.jsonl`` (``cadft_verl.trainer.metrics_history``;
+always written, whatever ``trainer.logger`` lists). The console shows each stage's progress and the launch's summary
+lines; everything else (Ray, vLLM, verl) goes to ``<run dir>/launch.log`` (``cadft_verl.console``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ import time
 
 import hydra
 from omegaconf import OmegaConf, open_dict
+
+from cadft_verl.console import LaunchConsole
+from cadft_verl.console import progress as show_progress
+from cadft_verl.trainer import metrics_history
 
 STAGES = ("cadft", "rl", "eval")
 # stage 2 saves only its final checkpoint when trainer.save_freq <= 0 (verl would save none)
@@ -65,7 +74,8 @@ def init_ray(config) -> None:
         return
     runtime_env = get_ppo_ray_runtime_env(config)
     env_vars = runtime_env.setdefault("env_vars", {})
-    for key in ("VERL_PLATFORM", "VLLM_TARGET_DEVICE", "VLLM_CPU_KVCACHE_SPACE", "VERL_FILE_LOGGER_ROOT"):
+    for key in ("VERL_PLATFORM", "VLLM_TARGET_DEVICE", "VLLM_CPU_KVCACHE_SPACE", "VERL_FILE_LOGGER_ROOT",
+                metrics_history.ENV):
         if os.environ.get(key):
             env_vars[key] = os.environ[key]
     if config.transfer_queue.get("enable", False) or ("rl" in config.stages and config.trainer.get("use_v1", True)):
@@ -117,6 +127,46 @@ def ensure_ray(config, wall: dict) -> None:
         wall["ray_init"] = time.time() - t0
 
 
+def with_file_logger(backends) -> list[str]:
+    """The tracking backends with ``file``: each stage's metric history is always kept (what the summary reads)."""
+    backends = [backends] if isinstance(backends, str) else list(backends or [])
+    return backends if "file" in backends else [*backends, "file"]
+
+
+def stage1_experiment(config) -> str:
+    return f"{config.trainer.experiment_name}_stage1"
+
+
+def stage2_experiment(config) -> str:
+    return f"{config.trainer.experiment_name}_stage2"
+
+
+def history_summary(path: str, keys: dict[str, str]) -> dict:
+    """What ``summary.json`` records of a stage's metric history: the file, its steps, and the first and last value
+    of the metrics that matter (``keys``: name -> metric key, or a prefix ending in ``*``)."""
+    rows = metrics_history.read_history(path)
+    out = {"file": path, "steps": [r["step"] for r in rows]}
+    for name, key in keys.items():
+        values = [(r["step"], v) for r in rows for v in [pick(r["data"], key)] if v is not None]
+        if values:
+            out[name] = {"first": {"step": values[0][0], "value": values[0][1]},
+                         "last": {"step": values[-1][0], "value": values[-1][1]}}
+    return out
+
+
+def pick(data: dict, key: str):
+    """``data[key]``; a key ending in ``*`` is a prefix: the first metric (by name) that starts with it."""
+    if not key.endswith("*"):
+        return data.get(key)
+    found = sorted(k for k in data if k.startswith(key[:-1]))
+    return data[found[0]] if found else None
+
+
+STAGE1_KEYS = {"loss": "stage1/train/loss", "nll": "stage1/cadft/nll",
+               "down-weighted": "stage1/cadft/frac_downweighted", "val loss": "stage1/val/loss"}
+STAGE2_KEYS = {"reward": "critic/score/mean", "val acc": "val-core/*"}
+
+
 def run_stage1(config, run_dir: str, wall: dict | None = None) -> dict:
     from verl.utils.tracking import Tracking
 
@@ -129,8 +179,8 @@ def run_stage1(config, run_dir: str, wall: dict | None = None) -> dict:
         return done
     ensure_ray(config, wall if wall is not None else {})
     tracking = Tracking(project_name=config.trainer.project_name,
-                        experiment_name=f"{config.trainer.experiment_name}_stage1",
-                        default_backend=list(config.trainer.logger),
+                        experiment_name=stage1_experiment(config),
+                        default_backend=with_file_logger(config.trainer.logger),
                         config=OmegaConf.to_container(config, resolve=True))
     stage = RayCADFTStage(config, stage_dir, tracking=tracking)
     try:
@@ -148,10 +198,11 @@ def stage2_config(config, run_dir: str, init_model: str | None):
         if init_model is not None:
             cfg.actor_rollout_ref.model.path = init_model
         cfg.trainer.default_local_dir = os.path.join(run_dir, "stage2_rl")
-        cfg.trainer.experiment_name = f"{config.trainer.experiment_name}_stage2"
+        cfg.trainer.experiment_name = stage2_experiment(config)
+        cfg.trainer.logger = with_file_logger(cfg.trainer.logger)
         if int(cfg.trainer.get("save_freq", -1) or -1) <= 0:
             cfg.trainer.save_freq = FINAL_ONLY  # the final checkpoint is the RL model: always saved
-        for key in ("cadft", "stages", "recipe_name", "eval"):
+        for key in ("cadft", "stages", "recipe_name", "eval", "console"):
             cfg.pop(key, None)
     return cfg
 
@@ -176,6 +227,82 @@ def stage2_done(cfg) -> dict | None:
     return done
 
 
+def stage2_resume_step(cfg) -> int:
+    """The step verl's trainer resumes stage 2 from (its ``_load_checkpoint``: ``trainer.resume_mode``)."""
+    mode = cfg.trainer.get("resume_mode", "auto")
+    if mode == "disable":
+        return 0
+    if mode == "resume_path":
+        path = str(cfg.trainer.get("resume_from_path") or "")
+        tail = path.rstrip("/").split("global_step_")[-1] if "global_step_" in path else ""
+        return int(tail) if tail.isdigit() else 0
+    folder = os.path.abspath(cfg.trainer.default_local_dir)
+    tracker = os.path.join(folder, "latest_checkpointed_iteration.txt")
+    try:
+        step = int(open(tracker).read().strip())
+    except (OSError, ValueError):
+        return 0
+    return step if os.path.isdir(os.path.join(folder, f"global_step_{step}")) else 0
+
+
+def stage2_total_steps(cfg) -> int | None:
+    """Stage 2's length for the progress bar: ``trainer.total_training_steps``, else the RL data's batches."""
+    total = cfg.trainer.get("total_training_steps")
+    if total:
+        return int(total)
+    try:
+        import pyarrow.parquet as pq
+
+        files = cfg.data.train_files
+        files = [files] if isinstance(files, str) else list(files)
+        rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        return rows // int(cfg.data.train_batch_size) * int(cfg.trainer.total_epochs) or None
+    except Exception:  # noqa: BLE001 - only the progress bar's total
+        return None
+
+
+class HistoryWatcher:
+    """Shows a stage's progress on the console from its metric history, as verl's trainer (in a Ray actor) writes
+    it: one progress update per new step."""
+
+    def __init__(self, path: str, label: str, total: int | None, keys: dict[str, str], after: int = 0,
+                 interval: float = 2.0):
+        import threading
+
+        self.path, self.label, self.total, self.keys = path, label, total, keys
+        self.shown = after - 1  # the validation before the first (or the resumed) step too
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="cadft-history-watcher")
+
+    def poll(self) -> None:
+        for row in metrics_history.read_history(self.path):
+            if row["step"] > self.shown:
+                self.shown = row["step"]
+                show_progress(self.label, row["step"], self.total,
+                              {name: pick(row["data"], key) for name, key in self.keys.items()})
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.poll()
+            except Exception:  # noqa: BLE001 - the console must never stop the run
+                pass
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=10)
+        try:
+            self.poll()
+        except Exception:  # noqa: BLE001
+            pass
+        return False
+
+
 def run_stage2(config, run_dir: str, init_model: str | None, wall: dict | None = None) -> dict:
     from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
@@ -191,12 +318,22 @@ def run_stage2(config, run_dir: str, init_model: str | None, wall: dict | None =
         return done
     ensure_ray(config, wall if wall is not None else {})
     validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
-    if cfg.trainer.get("use_v1", True):
-        run_ppo(cfg, task_runner_class=TaskRunnerV1)
-    else:
-        from verl.trainer.main_ppo_v0 import TaskRunner
+    # the history of the steps up to the checkpoint verl resumes from stays; the later ones are redone
+    history = metrics_history.metrics_path(cfg.trainer.project_name, cfg.trainer.experiment_name)
+    resume = stage2_resume_step(cfg)
+    metrics_history.keep_until(history, resume)
+    if resume:
+        print(f"[cadft-verl] stage 2 resumes from step {resume} ({cfg.trainer.default_local_dir})", flush=True)
+    label, total = f"stage 2 ({cfg.algorithm.adv_estimator})", stage2_total_steps(cfg)
+    print(f"[cadft-verl] {label}: {total or '?'} steps of verl's trainer from {cfg.actor_rollout_ref.model.path} "
+          f"(checkpoints in {cfg.trainer.default_local_dir}, metrics in {history})", flush=True)
+    with HistoryWatcher(history, label, total, STAGE2_KEYS, after=resume):
+        if cfg.trainer.get("use_v1", True):
+            run_ppo(cfg, task_runner_class=TaskRunnerV1)
+        else:
+            from verl.trainer.main_ppo_v0 import TaskRunner
 
-        run_ppo(cfg, task_runner_class=TaskRunner)
+            run_ppo(cfg, task_runner_class=TaskRunner)
     stage_dir = cfg.trainer.default_local_dir
     tracker = os.path.join(stage_dir, "latest_checkpointed_iteration.txt")
     step = int(open(tracker).read().strip()) if os.path.exists(tracker) else None
@@ -222,6 +359,43 @@ def launch(config) -> dict:
     run_dir = os.path.abspath(config.trainer.default_local_dir)
     os.makedirs(run_dir, exist_ok=True)
     os.environ.setdefault("VERL_FILE_LOGGER_ROOT", os.path.join(run_dir, "metrics"))
+    if os.environ.pop("VERL_FILE_LOGGER_PATH", None):  # one file for both stages: each would cut the other's steps
+        print(f"[cadft-verl] VERL_FILE_LOGGER_PATH is ignored by the one launch (each stage keeps its own history); "
+              f"the histories go to {os.environ['VERL_FILE_LOGGER_ROOT']} (VERL_FILE_LOGGER_ROOT)", flush=True)
+    # verl's file logger appends here and in every Ray worker (the plugin reads the variable): histories survive
+    os.environ[metrics_history.ENV] = "1"
+    metrics_history.install()
+    with launch_console(config):
+        return _launch(config, run_dir)
+
+
+class launch_console:
+    """The launch's console around everything it does (``cadft_verl.console``); Ray is shut down inside it, so that
+    its last worker logs still go to the log file. Nested uses share the outer console."""
+
+    def __init__(self, config):
+        self.config = config
+        self.console = None
+
+    def __enter__(self):
+        from cadft_verl.console import active
+
+        if active() is None:
+            verbose = bool((self.config.get("console") or {}).get("verbose", False))
+            self.console = LaunchConsole(os.path.abspath(self.config.trainer.default_local_dir), verbose=verbose)
+            self.console.open()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.console is not None:
+            try:
+                shutdown_ray()
+            finally:
+                self.console.close(failed=exc_type is not None)
+        return False
+
+
+def _launch(config, run_dir: str) -> dict:
     summary = {"recipe": config.get("recipe_name"), "stages": list(config.stages), "run_dir": run_dir, "results": {},
                "wall_s": {}}
     write_summary(run_dir, summary)
@@ -232,14 +406,17 @@ def launch(config) -> dict:
         result = run_stage1(config, run_dir, wall)
         # worker start-up, training, checkpointing and worker shutdown (Ray's start is wall["ray_init"])
         wall["stage1"] = time.time() - t0 - (wall.get("ray_init", 0.0) - ray0)
-        summary["results"]["stage1"] = result
+        summary["results"]["stage1"] = dict(result, history=history_summary(
+            metrics_history.metrics_path(config.trainer.project_name, stage1_experiment(config)), STAGE1_KEYS))
         write_summary(run_dir, summary)
         init_model = result["hf_model"]
         check_handoff(init_model)
         print(f"[cadft-verl] stage 1 done: HF model {init_model}")
     if "rl" in config.stages:
         t0, ray0 = time.time(), wall.get("ray_init", 0.0)
-        summary["results"]["stage2"] = run_stage2(config, run_dir, init_model, wall)
+        result = run_stage2(config, run_dir, init_model, wall)
+        summary["results"]["stage2"] = dict(result, history=history_summary(
+            metrics_history.metrics_path(config.trainer.project_name, stage2_experiment(config)), STAGE2_KEYS))
         # verl's trainer: worker and rollout start-up, steps, validation
         wall["stage2"] = time.time() - t0 - (wall.get("ray_init", 0.0) - ray0)
         write_summary(run_dir, summary)
@@ -264,8 +441,9 @@ def launch(config) -> dict:
 def main(config):
     from cadft_verl.platform import prepare_device
 
-    prepare_device(config)
-    launch(config)
+    with launch_console(config):  # from the start: verl's and the platform's first messages go to the log too
+        prepare_device(config)
+        launch(config)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ It registers everything this project adds to verl:
 - ``python -m verl.trainer.main`` (the one launch, ``cadft_verl.main``);
 - the ``cpu`` platform (``PlatformRegistry``), wired up when ``VERL_PLATFORM=cpu``;
 - the CADFT/DFT/SFT losses (importable as ``cadft_verl.losses``; the trainers install them with verl's
-  ``set_loss_fn`` hook).
+  ``set_loss_fn`` hook);
+- under the one launch (``CADFT_VERL_RESUMABLE_METRICS=1``), the file-logger backend that keeps a stage's metric
+  history across a resume (``cadft_verl.trainer.metrics_history``).
 
 verl swallows plugin import errors (logged at debug level only), so a broken plugin would fail silently. This module
 therefore reports any failure itself, on stderr, before re-raising; ``cadft_verl.plugin.ensure_loaded()`` lets
@@ -25,10 +27,12 @@ LOADED = False
 def _load() -> None:
     from cadft_verl.launcher_alias import install
     from cadft_verl.platform import activate_cpu_platform, cpu_platform_selected
+    from cadft_verl.trainer.metrics_history import install_if_requested
 
     install()
     if cpu_platform_selected():
         activate_cpu_platform()
+    install_if_requested()
 
 
 def ensure_loaded() -> None:

@@ -234,7 +234,33 @@ def gains_over_base(table: dict) -> dict:
     return out
 
 
-def report_markdown(table: dict, gains: dict, title: str, notices: list[str]) -> str:
+def _number(value) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
+
+
+def training_markdown(results: dict) -> list[str]:
+    """The training stages' metric histories (``summary.json``'s ``results.stage{1,2}.history``, read from each
+    stage's metrics file: every step once, also after a resume): steps, first and last value of what matters."""
+    lines = []
+    for key, name in (("stage1", "stage 1"), ("stage2", "stage 2")):
+        history = (results.get(key) or {}).get("history") or {}
+        steps = history.get("steps") or []
+        for metric, value in history.items():
+            if metric in ("file", "steps") or not isinstance(value, dict):
+                continue
+            first, last = value["first"], value["last"]
+            lines.append(f"| {name} | {metric} | {_number(first['value'])} (step {first['step']}) | "
+                         f"{_number(last['value'])} (step {last['step']}) |")
+        if steps:
+            lines.append(f"|  | steps logged | {steps[0]}..{steps[-1]} ({len(steps)} rows) | `{history['file']}` |")
+    if not lines:
+        return []
+    return ["", "## Training (metric history)", "", "| stage | metric | first | last |", "|---|---|---:|---:|",
+            *lines]
+
+
+def report_markdown(table: dict, gains: dict, title: str, notices: list[str], training: list[str] | None = None) \
+        -> str:
     from cadft_verl.eval.report import cold_start_markdown
 
     md = cold_start_markdown(table, title).rstrip("\n").split("\n")
@@ -248,6 +274,7 @@ def report_markdown(table: dict, gains: dict, title: str, notices: list[str]) ->
             cells = [f"{100 * g[c]:+.2f}" if g[c] is not None else "–" for c in cols]
             avg = f"{100 * g['average']:+.2f}" if g["average"] is not None else "–"
             extra.append(f"| {label} | " + " | ".join(cells) + f" | **{avg}** |")
+    extra += training or []
     if notices:
         extra += ["", *[f"- {n}" for n in notices]]
     # the gains go right after the results table, before the sources list
@@ -255,7 +282,8 @@ def report_markdown(table: dict, gains: dict, title: str, notices: list[str]) ->
     return "\n".join(md[:at] + extra[1:] + [""] + md[at:]) + "\n" if extra else "\n".join(md) + "\n"
 
 
-def write_report(records: dict, eval_dir: str, metric: str, title: str, notices: list[str]) -> dict:
+def write_report(records: dict, eval_dir: str, metric: str, title: str, notices: list[str],
+                 results: dict | None = None) -> dict:
     from cadft_verl.eval.report import cold_start_plot, cold_start_table, load_metrics
 
     before = [(rec["display"], load_metrics(rec["metrics"])) for rec in records.values()]
@@ -271,12 +299,15 @@ def write_report(records: dict, eval_dir: str, metric: str, title: str, notices:
                          "average": row["before"]["average"], "average_se": row["before"]["average_se"],
                          "gain_over_base": gains_by_display.get(row["label"])}
     paths = {k: os.path.join(eval_dir, f"{REPORT}.{k}") for k in ("md", "png", "json")}
-    md = report_markdown(table, gains_by_display, title, notices)
+    training = {k: (results or {}).get(k, {}).get("history") for k in ("stage1", "stage2")
+                if (results or {}).get(k, {}).get("history")}
+    md = report_markdown(table, gains_by_display, title, notices, training_markdown(results or {}))
     with open(paths["md"], "w", encoding="utf-8") as f:
         f.write(md)
     with open(paths["json"], "w", encoding="utf-8") as f:
         json.dump({"metric": table["metric"], "benchmarks": table["benchmarks"], "display": table["display"],
-                   "models": models, "skipped_benchmarks": notices, "table": table}, f, indent=2)
+                   "models": models, "skipped_benchmarks": notices, "table": table, "training": training}, f,
+                  indent=2)
     cold_start_plot(table, paths["png"], title)
     return {"paths": paths, "markdown": md}
 
@@ -304,7 +335,7 @@ def run_eval_stage(config, run_dir: str, results: dict) -> dict:
     if not records:
         raise ValueError(f"eval: none of eval.models {wanted} is in this run")
     title = f"Cold-start report: {config.get('recipe_name') or 'run'}"
-    report = write_report(records, eval_dir, str(ev.get("metric", "avg@k")), title, notices)
+    report = write_report(records, eval_dir, str(ev.get("metric", "avg@k")), title, notices, results)
     return {"report": report["paths"], "benchmarks": benchmarks, "skipped_benchmarks": notices,
             "models": {label: {"model": r["model"], "source": r["source"], "metrics": r["metrics"],
                                "skipped": r["skipped"]} for label, r in records.items()},
@@ -313,13 +344,12 @@ def run_eval_stage(config, run_dir: str, results: dict) -> dict:
 
 def print_report(result: dict) -> None:
     """The console's last lines: the cold-start table and where the files are."""
-    print(result.get("_markdown", ""), flush=True)
-    print("[cadft-verl] cold-start report:")
-    for key, path in result["report"].items():
-        print(f"  {key:4s} {path}")
-    for label, rec in result["models"].items():
-        print(f"  {label:6s} {rec['metrics']}  ({rec['model']})")
-    sys.stdout.flush()
+    from cadft_verl.console import say
+
+    lines = [result.get("_markdown", ""), "[cadft-verl] cold-start report:"]
+    lines += [f"  {key:4s} {path}" for key, path in result["report"].items()]
+    lines += [f"  {label:6s} {rec['metrics']}  ({rec['model']})" for label, rec in result["models"].items()]
+    say("\n".join(lines))
 
 
 def _main(argv: list[str]) -> int:

@@ -25,6 +25,7 @@ import time
 from omegaconf import OmegaConf, open_dict
 from tqdm import tqdm
 
+from cadft_verl.console import progress as show_progress
 from cadft_verl.history import HISTORY_FILE, CompatibilityHistory
 from cadft_verl.losses import STATS_KEY, LossConfig, make_loss_fn
 from cadft_verl.rewrite import (
@@ -54,6 +55,19 @@ def _atomic_json(path: str, obj) -> None:
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=2)
     os.replace(tmp, path)
+
+
+def save_every(value, total_steps: int) -> int:
+    """``cadft.trainer.save_freq`` in steps: an int N is every N steps, a float in (0, 1) that share of the stage's
+    steps (at least 1), anything <= 0 only the final checkpoint (-1)."""
+    if value is None:
+        return -1
+    value = float(value)
+    if value <= 0:
+        return -1
+    if value < 1:
+        return max(1, round(value * total_steps))
+    return int(value)
 
 
 class _RewriteProgress:
@@ -206,6 +220,7 @@ class RayCADFTStage:
 
     def resume(self) -> int:
         step = self.ckpt.load_checkpoint()
+        self._truncate_metrics(step or 0)
         if step:
             self._truncate_samples(step)
             print(f"[cadft-verl] stage 1 resumes from {os.path.join(self.stage_dir, f'global_step_{step}')}"
@@ -215,6 +230,13 @@ class RayCADFTStage:
     # ---------------------------------------------------------------------------------------------------------
     def _samples_path(self) -> str:
         return os.path.join(self.stage_dir, SAMPLES_FILE)
+
+    def _truncate_metrics(self, step: int) -> None:
+        """The metric history keeps the steps up to the checkpoint a resume starts from (those after it are redone),
+        when the tracking's file backend is ``metrics_history.ResumableFileLogger`` (the one launch's)."""
+        file_logger = (getattr(self.tracking, "logger", None) or {}).get("file")
+        if hasattr(file_logger, "keep_until"):
+            file_logger.keep_until(step)
 
     def _truncate_samples(self, step: int) -> None:
         """Keep the per-sample records of the steps up to the checkpoint a resume starts from (each step once)."""
@@ -334,10 +356,13 @@ class RayCADFTStage:
                 f"history, >= {self.rewrite_cfg.visits_needed(self.epochs)} visits"
             print(f"[cadft-verl] rewrite rounds after steps {self.schedule.rounds()} "
                   f"(generator: {self.rewrite_cfg.generator}; candidates by {mode})", flush=True)
+        trainer = self.config.cadft.trainer
+        save_freq = save_every(trainer.get("save_freq", -1), self.total_steps)
+        print(f"[cadft-verl] stage 1 ({self.loss_cfg.loss}): {self.total_steps} steps of {self.batch_size} samples, "
+              + (f"a checkpoint every {save_freq} steps" if save_freq > 0 else "a checkpoint at the end")
+              + f" (in {self.stage_dir})", flush=True)
         self._build_workers()
         step = self.resume()
-        trainer = self.config.cadft.trainer
-        save_freq = int(trainer.get("save_freq", -1) or -1)
         test_freq = int(trainer.get("test_freq", -1) or -1)
         last = {}
         bar = tqdm(total=self.total_steps, initial=step, desc=f"stage 1 ({self.loss_cfg.loss})")
@@ -356,6 +381,7 @@ class RayCADFTStage:
                 self.tracking.log({f"stage1/{k}": v for k, v in last.items()}, step=step)
             bar.update(1)
             bar.set_postfix(loss=f"{last.get('train/loss', float('nan')):.4f}")
+            self._show_progress(step, last)
             if step >= self.total_steps or (save_freq > 0 and step % save_freq == 0):
                 self.ckpt.save_checkpoint(step)
         bar.close()
@@ -364,6 +390,16 @@ class RayCADFTStage:
                   "hf_model": os.path.join(folder, "huggingface"), "final_metrics": last}
         _atomic_json(complete, result)
         return result
+
+    def _show_progress(self, step: int, metrics: dict) -> None:
+        """The launch console's line: loss, NLL, the down-weighted share, the validation loss when measured."""
+        values = {"loss": metrics.get("train/loss"), "nll": metrics.get("cadft/nll")}
+        if "cadft/frac_downweighted" in metrics:
+            values["down-weighted"] = f"{100 * metrics['cadft/frac_downweighted']:.0f}%"
+        values["val loss"] = metrics.get("val/loss")
+        if "rewrite/accepted" in metrics:
+            values["rewrites"] = int(metrics["rewrite/accepted"])
+        show_progress(f"stage 1 ({self.loss_cfg.loss})", step, self.total_steps, values)
 
     def shutdown(self):
         """Free stage 1's actors and their placement groups, so that stage 2 can place its own workers."""

@@ -66,7 +66,14 @@ def test_eval_stage_reports_base_warm_start_and_rl_and_resumes(tmp_path, small_m
     config = _config(small_model, f"eval.benchmarks=['two={two_problems}']",
                      f"eval.optional_benchmarks=['gone={missing}']", "eval.k=2", "eval.max_new_tokens=4",
                      "eval.template=chat", "eval.score_workers=0", "eval.batch_size=2")
-    result = run_eval_stage(config, str(run), {})
+    # the training stages' metric history, as the launch passes it (summary.json's results): read into the report
+    history = tmp_path / "stage1.jsonl"
+    history.write_text("".join(json.dumps({"step": s, "data": {"stage1/train/loss": 1.0 / s}}) + "\n" for s in (1, 2)))
+    from cadft_verl.main import STAGE1_KEYS, history_summary
+
+    results = {"stage1": {"stage": "cadft", "loss": "cadft", "steps": 2, "hf_model": str(export),
+                          "history": history_summary(str(history), STAGE1_KEYS)}}
+    result = run_eval_stage(config, str(run), results)
     result.pop("_markdown")
     assert set(result["models"]) == {"base", "stage1", "stage2"}
     assert result["models"]["base"]["model"] == small_model and result["models"]["stage1"]["model"] == str(export)
@@ -89,8 +96,10 @@ def test_eval_stage_reports_base_warm_start_and_rl_and_resumes(tmp_path, small_m
     assert report["models"]["stage2"]["gain_over_base"]["two"] == pytest.approx(
         report["models"]["stage2"]["values"]["two"] - report["models"]["base"]["values"]["two"])
     md = open(paths["md"]).read()
-    for row in ("| base |", "| stage 1: cadft |", "| stage 2: cadft+grpo |", "Gain over the base model"):
+    for row in ("| base |", "| stage 1: cadft |", "| stage 2: cadft+grpo |", "Gain over the base model",
+                "## Training (metric history)", "| stage 1 | loss | 1 (step 1) | 0.5 (step 2) |"):
         assert row in md
+    assert report["training"]["stage1"]["steps"] == [1, 2]
     assert os.path.getsize(paths["png"]) > 1000
 
     # a rerun evaluates nothing again; new weights in stage 1's export: only stage 1 again

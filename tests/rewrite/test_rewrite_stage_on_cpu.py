@@ -225,4 +225,4 @@ def test_rewrite_options_that_cannot_work_with_the_stage_fail_at_start_naming_th
     proc = launch(rewrite_args(noisy_inputs, tmp_path / "b", steps=two_epochs, extra=["cadft.rewrite.min_visits=3"]),
                   check=False)
     assert proc.returncode != 0 and "cadft.rewrite.min_visits=3: no sample can have 3 visits" in proc.stderr
-    assert "stage 1 (cadft)" not in proc.stderr  # no training step started
+    assert "stage 1 (cadft) [" not in proc.stdout + proc.stderr  # no training step started (no progress line)

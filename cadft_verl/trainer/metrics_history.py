@@ -1,0 +1,148 @@
+"""Each stage's metric history, kept across a kill and a resume: every step exactly once.
+
+The history is verl's file-logger format (``trainer.logger`` backend ``file``): one JSON line
+``{"step": N, "data": {...}}`` per step, at ``$VERL_FILE_LOGGER_PATH`` or
+``$VERL_FILE_LOGGER_ROOT/<project>/<experiment>.jsonl`` (the one launch: ``<run dir>/metrics/<project>/
+<experiment>_stage1.jsonl`` and ``..._stage2.jsonl``).
+
+verl's own ``FileLogger`` opens that file for writing, so a resumed stage would keep only the steps after its
+checkpoint. ``ResumableFileLogger`` takes its place (``install()``: the ``FileLogger`` name of
+``verl.utils.tracking``, which ``Tracking`` looks up when it builds its backends; verl's files stay untouched). It
+appends, and a row for a step the file already holds is merged into that step's row (verl validates before its first
+step at the step it resumes from). Before a stage resumes from the checkpoint of step ``N``, its launcher calls
+``keep_until(path, N)``: the rows of the steps that will be redone are dropped, the earlier ones are kept.
+
+The launch installs it in its own process and, through ``ENV`` (read by the plugin at ``import verl``), in every Ray
+worker, so that verl's stage-2 trainer (in its TaskRunner actor) logs through it too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+ENV = "CADFT_VERL_RESUMABLE_METRICS"
+
+
+def metrics_path(project_name: str, experiment_name: str) -> str:
+    """Where the file logger of this project and experiment writes (the same rule as verl's ``FileLogger``)."""
+    path = os.getenv("VERL_FILE_LOGGER_PATH")
+    if path:
+        return os.path.abspath(path)
+    root = os.path.expanduser(os.getenv("VERL_FILE_LOGGER_ROOT", "."))
+    return os.path.abspath(os.path.join(root, project_name, f"{experiment_name}.jsonl"))
+
+
+def read_rows(path: str) -> list[dict]:
+    """The file's rows as written; a line cut off by a kill (not valid JSON) is skipped."""
+    rows = []
+    if not os.path.isfile(path):
+        return rows
+    with open(path, "rb") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and "step" in row:
+                rows.append({"step": int(row["step"]), "data": dict(row.get("data") or {})})
+    return rows
+
+
+def merge_rows(rows: list[dict]) -> list[dict]:
+    """One row per step, in step order; a later row's values update an earlier row of the same step."""
+    merged: dict[int, dict] = {}
+    for row in rows:
+        merged.setdefault(int(row["step"]), {}).update(row["data"])
+    return [{"step": step, "data": merged[step]} for step in sorted(merged)]
+
+
+def read_history(path: str) -> list[dict]:
+    """The stage's history: one row per step, in step order."""
+    return merge_rows(read_rows(path))
+
+
+def _write(path: str, rows: list[dict]) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row, default=float) + "\n")
+    os.replace(tmp, path)
+
+
+def keep_until(path: str, step: int) -> int:
+    """Keep the history of steps ``<= step`` (the checkpoint a stage resumes from; 0: a fresh start keeps only a
+    validation before the first step); returns the number of rows kept."""
+    if not os.path.exists(path):
+        return 0
+    rows = [r for r in read_history(path) if r["step"] <= step]
+    _write(path, rows)
+    return len(rows)
+
+
+def _jsonable(data: dict) -> dict:
+    out = {}
+    for key, value in data.items():
+        if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+            value = value.item()
+        elif hasattr(value, "tolist"):
+            value = value.tolist()
+        out[key] = value
+    return out
+
+
+class ResumableFileLogger:
+    """verl's file-logger backend (same path, same rows) that appends instead of truncating."""
+
+    def __init__(self, project_name: str, experiment_name: str):
+        self.project_name = project_name
+        self.experiment_name = experiment_name
+        self.filepath = metrics_path(project_name, experiment_name)
+        os.makedirs(os.path.dirname(self.filepath), exist_ok=True)
+        print(f"Creating file logger at {self.filepath} (appending: earlier steps are kept)")
+        self.fp = None
+        self._steps: set[int] | None = None
+
+    def _open(self):
+        if self.fp is None:
+            self._steps = {r["step"] for r in read_rows(self.filepath)}
+            self.fp = open(self.filepath, "a", buffering=1)
+        return self.fp
+
+    def keep_until(self, step: int) -> int:
+        """Drop the rows of the steps after ``step`` (called before a resumed stage logs its first row)."""
+        self.finish()
+        return keep_until(self.filepath, step)
+
+    def log(self, data, step):
+        fp = self._open()
+        step = int(step)
+        row = {"step": step, "data": _jsonable(dict(data))}
+        if step in self._steps:  # the same step again (a validation at the step a stage resumed from): one row
+            self.finish()
+            _write(self.filepath, merge_rows(read_rows(self.filepath) + [row]))
+            self._open()
+            return
+        fp.write(json.dumps(row, default=float) + "\n")
+        fp.flush()
+        self._steps.add(step)
+
+    def finish(self):
+        if self.fp is not None:
+            self.fp.close()
+            self.fp = None
+
+
+def install() -> None:
+    """Make verl's ``Tracking`` build ``ResumableFileLogger`` for its ``file`` backend (in this process)."""
+    import verl.utils.tracking as tracking
+
+    tracking.FileLogger = ResumableFileLogger
+
+
+def install_if_requested() -> None:
+    if os.environ.get(ENV) == "1":
+        install()
