@@ -271,14 +271,15 @@ class HistoryWatcher:
 
         self.path, self.label, self.total, self.keys = path, label, total, keys
         self.shown = after - 1  # the validation before the first (or the resumed) step too
+        self._keys = float("inf")  # metrics in the row shown last (a later row of that step adds some: shown again)
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="cadft-history-watcher")
 
     def poll(self) -> None:
         for row in metrics_history.read_history(self.path):
-            if row["step"] > self.shown:
-                self.shown = row["step"]
+            if row["step"] > self.shown or (row["step"] == self.shown and len(row["data"]) > self._keys):
+                self.shown, self._keys = row["step"], len(row["data"])
                 show_progress(self.label, row["step"], self.total,
                               {name: pick(row["data"], key) for name, key in self.keys.items()})
 

@@ -154,3 +154,30 @@ def test_the_console_shows_progress_and_summary_lines_and_the_log_gets_everythin
     assert 10 <= len(bars) <= 21 and bars[-1].startswith("stage 1 (cadft) [" + "#" * 20 + "] 100/100  loss 0.01")
     assert "down-weighted 30%" in bars[-1]
     assert len(out.splitlines()) < 30
+
+
+def test_stage2_progress_follows_its_history_from_the_resumed_step(tmp_path, monkeypatch):
+    """Stage 2 runs in verl's TaskRunner: the launch's console follows its history file (what the resumed launch
+    shows after a kill at step 3 with the checkpoint of step 2, as measured in a real launch)."""
+    import cadft_verl.main as launcher
+
+    shown = []
+    monkeypatch.setattr(launcher, "show_progress", lambda label, step, total, values: shown.append((step, values)))
+    path = tmp_path / "grpo_stage2.jsonl"
+
+    def add(step, data):
+        with open(path, "a") as f:
+            f.write(json.dumps({"step": step, "data": data}) + "\n")
+
+    add(0, {"val-core/arith/acc/mean@1": 0.2})
+    add(1, {"critic/score/mean": 0.1})
+    add(2, {"critic/score/mean": 0.3})  # the killed launch's rows up to its checkpoint
+    watcher = launcher.HistoryWatcher(str(path), "stage 2 (grpo)", 4, launcher.STAGE2_KEYS, after=2)
+    watcher.poll()
+    add(2, {"val-core/arith/acc/mean@1": 0.4})  # verl's validation before training, at the resumed step
+    watcher.poll()
+    add(3, {"critic/score/mean": 0.5})
+    watcher.poll()
+    watcher.poll()
+    assert [s for s, _ in shown] == [2, 2, 3]
+    assert shown[1][1] == {"reward": 0.3, "val acc": 0.4} and shown[2][1] == {"reward": 0.5, "val acc": None}
