@@ -74,6 +74,7 @@ def launch_overrides(data_dir: str, model_dir: str, run_dir: str, stage1_steps: 
         "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=8",
         "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8",
         "actor_rollout_ref.rollout.n=4",
+        "critic.ppo_micro_batch_size_per_gpu=8",  # recipe cadft_then_ppo: verl's critic (unused by GRPO)
         "actor_rollout_ref.rollout.max_model_len=256",
         "actor_rollout_ref.rollout.max_num_seqs=32",
         "actor_rollout_ref.rollout.max_num_batched_tokens=4096",

@@ -196,7 +196,14 @@ def stage2_config(config, run_dir: str, init_model: str | None):
     cfg = OmegaConf.create(OmegaConf.to_container(config, resolve=True))
     with open_dict(cfg):
         if init_model is not None:
+            base = cfg.actor_rollout_ref.model.path
             cfg.actor_rollout_ref.model.path = init_model
+            # verl starts a PPO critic from the actor's model unless told otherwise (its config interpolates the
+            # actor's path, already resolved to the base model here): so from the warm start too
+            critic_model = cfg.get("critic", {}).get("model") or {}
+            for key in ("path", "tokenizer_path"):
+                if critic_model.get(key) == base:
+                    cfg.critic.model[key] = init_model
         cfg.trainer.default_local_dir = os.path.join(run_dir, "stage2_rl")
         cfg.trainer.experiment_name = stage2_experiment(config)
         cfg.trainer.logger = with_file_logger(cfg.trainer.logger)
@@ -344,6 +351,8 @@ def run_stage2(config, run_dir: str, init_model: str | None, wall: dict | None =
               "steps": step, "checkpoint": checkpoint,
               # loadable HF model of the final checkpoint (None: saved without hf_model; the eval stage merges it)
               "hf_model": export if step and is_hf_model(export) else None}
+    if need_critic(cfg):
+        result["critic_model"] = cfg.critic.model.path
     if step:
         write_summary(stage_dir, result, name=COMPLETE)
     return result

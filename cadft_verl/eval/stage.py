@@ -27,6 +27,8 @@ from omegaconf import OmegaConf
 from cadft_verl.eval.model_path import ModelPathError, is_hf_model, model_fingerprint, resolve_model
 
 MODELS = ("base", "stage1", "stage2")
+#: the report's name of an RL stage by verl's algorithm.adv_estimator (GAE advantages with a critic: PPO)
+ALGORITHM_NAMES = {"gae": "ppo"}
 EVAL_DIR = "eval"
 REPORT = "cold_start"
 BACKENDS = ("auto", "hf", "vllm")
@@ -151,7 +153,8 @@ def find_models(config, run_dir: str, results: dict) -> list[dict]:
     if s2 and (s2.get("hf_model") or s2.get("steps") or os.path.isdir(s2.get("checkpoint", ""))):
         source = s2.get("hf_model") or s2["checkpoint"]
         prefix = f"{s1.get('loss', loss)}+" if s1 else ""
-        out.append({"label": "stage2", "display": f"stage 2: {prefix}{s2.get('algorithm', algo)}",
+        algorithm = s2.get("algorithm", algo)
+        out.append({"label": "stage2", "display": f"stage 2: {prefix}{ALGORITHM_NAMES.get(algorithm, algorithm)}",
                     "source": source})
     return out
 

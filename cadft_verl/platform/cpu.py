@@ -151,11 +151,38 @@ def _patch_init_process_group() -> None:
     dist.init_process_group = init_process_group
 
 
+def _load_value_model_sdpa(local_path, torch_dtype, model_config, trust_remote_code):
+    """verl's ``load_valuehead_model`` (a token-classification head of one label on the causal LM) with ``sdpa``
+    attention: verl's own asks for ``flash_attention_2``, which is CUDA-only, so a PPO critic could not load on CPU."""
+    from transformers import AutoModelForTokenClassification
+
+    return AutoModelForTokenClassification.from_pretrained(
+        pretrained_model_name_or_path=local_path, torch_dtype=torch_dtype, config=model_config,
+        attn_implementation="sdpa", trust_remote_code=trust_remote_code)
+
+
+def _cpu_value_engine():
+    """verl's FSDP value-head engine (a PPO critic) whose model loads with ``sdpa`` attention on the CPU platform."""
+    import verl.utils.model as verl_model
+    from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithValueHead
+
+    class CPUFSDPEngineWithValueHead(FSDPEngineWithValueHead):
+        def _build_module(self):
+            original = verl_model.load_valuehead_model
+            verl_model.load_valuehead_model = _load_value_model_sdpa  # verl imports it at call time
+            try:
+                return super()._build_module()
+            finally:
+                verl_model.load_valuehead_model = original
+
+    return CPUFSDPEngineWithValueHead
+
+
 def _register_cpu_engines() -> None:
     from verl.workers.engine.base import EngineRegistry
-    from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead, FSDPEngineWithValueHead
+    from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead
 
-    for model_type, cls in (("language_model", FSDPEngineWithLMHead), ("value_model", FSDPEngineWithValueHead)):
+    for model_type, cls in (("language_model", FSDPEngineWithLMHead), ("value_model", _cpu_value_engine())):
         for backend in ("fsdp", "fsdp2"):
             registered = EngineRegistry._engines.get(model_type, {}).get(backend, {})
             if PLATFORM_NAME not in registered:

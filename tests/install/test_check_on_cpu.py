@@ -31,7 +31,7 @@ def test_check_command_prints_versions_device_engines_and_recipes():
     assert "verl: OK (supported: verl" in out and "device: cpu only" in out
     assert "flash-attention (flash_attn): no (" in out  # not installed on CPU
     assert ("rollout engine (vllm): ok, imports" in out) == VLLM
-    for recipe in ("cadft", "cadft_then_grpo", "dft_then_grpo", "sft_then_grpo", "grpo"):
+    for recipe in ("cadft", "cadft_then_grpo", "cadft_then_ppo", "dft_then_grpo", "sft_then_grpo", "grpo"):
         assert f"\n  {recipe} " in out
     assert "gpu: not usable" in out and "needs CUDA GPUs" in out  # no GPU here
     grpo = next(line for line in out.splitlines() if line.startswith("  grpo "))

@@ -20,7 +20,7 @@ def test_cfg_job_prints_the_composed_config_without_starting_anything(tmp_path):
 def test_unknown_recipe_lists_the_available_ones():
     proc = launch(["recipe=cadft_then_ppx"], timeout=120, check=False)
     assert proc.returncode != 0
-    for name in ("cadft_then_grpo", "dft_then_grpo", "sft_then_grpo", "cadft", "grpo"):
+    for name in ("cadft_then_grpo", "cadft_then_ppo", "dft_then_grpo", "sft_then_grpo", "cadft", "grpo"):
         assert name in proc.stderr
 
 

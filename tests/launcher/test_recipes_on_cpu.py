@@ -5,6 +5,7 @@ from hydra import compose, initialize_config_module
 
 EXPECTED = {
     "cadft_then_grpo": (["cadft", "rl", "eval"], "cadft"),
+    "cadft_then_ppo": (["cadft", "rl", "eval"], "cadft"),
     "dft_then_grpo": (["cadft", "rl", "eval"], "dft"),
     "sft_then_grpo": (["cadft", "rl", "eval"], "sft"),
     "cadft": (["cadft"], "cadft"),
@@ -22,9 +23,13 @@ def test_recipe_composes(recipe, profile):
     assert list(cfg.stages) == stages
     if loss:
         assert cfg.cadft.loss == loss
-    if "rl" in stages:
+    if recipe.endswith("ppo"):  # verl's GAE; its critic starts from the actor's model
+        assert cfg.algorithm.adv_estimator == "gae" and cfg.actor_rollout_ref.rollout.n == 1
+        assert cfg.critic.model.path == cfg.actor_rollout_ref.model.path and cfg.critic.optim.lr == 1e-5
+    elif "rl" in stages:
         assert cfg.algorithm.adv_estimator == "grpo"
         assert cfg.actor_rollout_ref.rollout.n == 4
+    if "rl" in stages:
         assert cfg.actor_rollout_ref.actor.optim.lr == 1e-6
         assert cfg.reward.custom_reward_function.path == "pkg://cadft_verl.reward"
         # stage 2's checkpoints carry a loadable HF export (what the eval stage loads)
