@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import sys
 import threading
 import time
@@ -115,6 +116,7 @@ class LaunchConsole:
     def __init__(self, run_dir: str, verbose: bool = False, log_name: str = LOG_FILE):
         self.log_path = os.path.join(os.path.abspath(run_dir), log_name)
         self.verbose = verbose or os.environ.get("CADFT_VERL_VERBOSE") == "1"
+        self._created = False  # open() created the run folder
         self._term = None  # the terminal's stdout (a duplicated file descriptor)
         self._saved = None
         self._open_line = False  # a progress line is drawn in place (terminal) and not yet ended
@@ -125,6 +127,7 @@ class LaunchConsole:
     # -------------------------------------------------------------------------------------------------------
     def open(self) -> "LaunchConsole":
         global _ACTIVE
+        self._created = not os.path.exists(os.path.dirname(self.log_path))  # removed again if nothing else is written
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
         sys.stdout.flush()
         sys.stderr.flush()
@@ -153,8 +156,12 @@ class LaunchConsole:
         if _ACTIVE is not self:
             return
         self._end_line()
+        run_dir = os.path.dirname(self.log_path)
+        # a launch that failed before writing anything but its log (bad input): leave no run folder behind
+        untouched = failed and self._created and set(os.listdir(run_dir)) <= {os.path.basename(self.log_path)}
         if self._saved is not None:
-            print(f"[cadft-verl] {'launch failed; ' if failed else ''}full log: {self.log_path}", flush=True)
+            print(f"[cadft-verl] launch failed before any stage started: nothing written to {run_dir}" if untouched
+                  else f"[cadft-verl] {'launch failed; ' if failed else ''}full log: {self.log_path}", flush=True)
             sys.stderr.flush()
             sys.stdout, sys.stderr = self._saved
             os.dup2(self._term, 1)
@@ -163,6 +170,8 @@ class LaunchConsole:
         os.close(self._term)
         self._saved = self._term = None
         _ACTIVE = None
+        if untouched:
+            shutil.rmtree(run_dir, ignore_errors=True)
 
     def __enter__(self):
         return self.open()

@@ -171,11 +171,16 @@ def run_stage1(config, run_dir: str, wall: dict | None = None) -> dict:
     from verl.utils.tracking import Tracking
 
     from cadft_verl.trainer.ray_stage import COMPLETE as STAGE1_COMPLETE
-    from cadft_verl.trainer.ray_stage import RayCADFTStage
+    from cadft_verl.trainer.ray_stage import RayCADFTStage, model_id
 
     stage_dir = os.path.join(run_dir, f"stage1_{config.cadft.loss}")
     done = _read_json(os.path.join(stage_dir, STAGE1_COMPLETE))
-    if done is not None:  # a finished stage 1 is not redone
+    if done is not None:  # a finished stage 1 is not redone, but only reused from the same base model
+        base, trained_from = model_id(config.actor_rollout_ref.model.path), done.get("base_model")
+        if trained_from is not None and model_id(trained_from) != base:
+            raise ValueError(
+                f"stage 1 in {stage_dir} was trained from {trained_from}, not from actor_rollout_ref.model.path="
+                f"{base}: give this launch another trainer.default_local_dir, or delete {stage_dir} to retrain it")
         return done
     ensure_ray(config, wall if wall is not None else {})
     tracking = Tracking(project_name=config.trainer.project_name,

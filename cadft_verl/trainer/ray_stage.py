@@ -50,6 +50,12 @@ COMPLETE = "COMPLETE.json"
 SAMPLES_FILE = "samples.jsonl"
 
 
+def model_id(path) -> str:
+    """A model path as a stage records it: absolute when it is a local folder (a hub name stays as it is)."""
+    path = os.path.expanduser(str(path))
+    return os.path.abspath(path) if os.path.exists(path) else path
+
+
 def _atomic_json(path: str, obj) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -387,7 +393,9 @@ class RayCADFTStage:
         bar.close()
         folder = os.path.join(self.stage_dir, f"global_step_{step}")
         result = {"stage": "cadft", "loss": self.loss_cfg.loss, "steps": step, "checkpoint": folder,
-                  "hf_model": os.path.join(folder, "huggingface"), "final_metrics": last}
+                  "hf_model": os.path.join(folder, "huggingface"), "final_metrics": last,
+                  # the model stage 1 started from: a rerun from another base does not reuse this stage
+                  "base_model": model_id(self.config.actor_rollout_ref.model.path)}
         _atomic_json(complete, result)
         return result
 

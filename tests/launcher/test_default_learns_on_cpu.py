@@ -42,7 +42,11 @@ def default_run(tmp_path_factory, default_inputs):
            "data": default_inputs["data"], "stage1": run / "stage1_cadft",
            "stage1_metrics": _rows(metrics / "cadft_then_grpo_stage1.jsonl"),
            "stage2_metrics": _rows(metrics / "cadft_then_grpo_stage2.jsonl")}
+    first_log = (run / "launch.log").stat().st_size  # the console's log; each launch appends to it
     out["rerun"] = launch(args, timeout=600)
+    with open(run / "launch.log", errors="replace") as f:
+        f.seek(first_log)
+        out["rerun_log"] = f.read()
     return out
 
 
@@ -54,10 +58,12 @@ def test_stage2_trains_from_the_stage1_export_and_a_rerun_redoes_nothing(default
     assert s2["init_model"] == s1["hf_model"] and s2["steps"] == RL_STEPS and s2["algorithm"] == "grpo"
     assert s2["hf_model"] == str(run / "stage2_rl" / f"global_step_{RL_STEPS}" / "actor" / "huggingface")
     AutoModelForCausalLM.from_pretrained(s2["hf_model"])  # weights, not only config and tokenizer
-    rerun = default_run["rerun"]
-    assert "stage 2 already complete" in rerun.stdout and "Training Progress" not in rerun.stderr
-    assert "stage 1 (cadft)" not in rerun.stderr  # no stage-1 progress bar: stage 1 was not redone
-    assert "Started a local Ray instance" not in rerun.stdout + rerun.stderr  # nothing left to run on workers
+    rerun, rerun_all = default_run["rerun"], default_run["rerun"].stdout + default_run["rerun"].stderr
+    rerun_all += default_run["rerun_log"]  # verl's and Ray's output goes to launch.log, the console's to the terminal
+    assert "stage 2 already complete" in rerun.stdout and "Training Progress" not in rerun_all
+    assert "stage 1 (cadft)" not in rerun_all  # no stage-1 progress bar: stage 1 was not redone
+    assert "Started a local Ray instance" not in rerun_all  # nothing left to run on workers
+    assert "Started a local Ray instance" in (run / "launch.log").read_text(errors="replace")  # where it would be
     again = json.loads((run / "summary.json").read_text())["results"]["eval"]
     assert all(m["skipped"] for m in again["models"].values())
 
