@@ -1,0 +1,190 @@
+"""The study's table: every run's cold-start report (``<run>/eval/cold_start.json``), aggregated over seeds.
+
+For each arm and each benchmark (and their average): the score before RL (the warm start; the base model for an
+arm without stage 1), after RL, the RL gain (after − before) and the gain over the base model, each as mean ±
+standard error over the seeds (the SE of the per-seed values, n − 1 in the variance; none with one seed). Written to
+``<out>/table.{md,json,png}``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+from cadft_verl.study.plan import StudyPlan
+
+STUDY_REPORT = "table"
+STAGES = ("before", "after", "rl_gain", "over_base")
+HEADINGS = {"before": "before RL", "after": "after RL", "rl_gain": "RL gain", "over_base": "after RL − base"}
+
+
+def mean_se(values: list[float]) -> dict:
+    n = len(values)
+    if not n:
+        return {"mean": None, "se": None, "n": 0}
+    mean = sum(values) / n
+    se = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n) if n > 1 else None
+    return {"mean": mean, "se": se, "n": n}
+
+
+def run_scores(report: dict) -> dict:
+    """One run's scores by column: ``{stage: {column: value}}`` for base, before RL, after RL and the gains."""
+    models = report["models"]
+    cols = [*report["benchmarks"], "average"]
+
+    def values(label):
+        m = models.get(label)
+        if m is None:
+            return None
+        return {c: (m["average"] if c == "average" else m["values"].get(c)) for c in cols}
+
+    base, before, after = values("base"), values("stage1") or values("base"), values("stage2")
+    out = {"base": base, "before": before, "after": after, "rl_gain": None, "over_base": None}
+    if after and before:
+        out["rl_gain"] = {c: _diff(after[c], before[c]) for c in cols}
+    if after and base:
+        out["over_base"] = {c: _diff(after[c], base[c]) for c in cols}
+    return out
+
+
+def _diff(a, b):
+    return None if a is None or b is None else a - b
+
+
+def _history_last(summary: dict, stage: str, name: str):
+    entry = (((summary.get("results") or {}).get(stage) or {}).get("history") or {}).get(name)
+    return entry["last"]["value"] if isinstance(entry, dict) else None
+
+
+def collect(plan: StudyPlan) -> dict:
+    """The finished runs' scores and the per-arm aggregates; runs without a report are listed as missing."""
+    per_run, missing, columns, display, metric = [], [], None, {}, None
+    for run in plan.runs:
+        path = os.path.join(run.run_dir, "eval", "cold_start.json")
+        if not os.path.isfile(path):
+            missing.append(run.run_dir)
+            continue
+        with open(path, encoding="utf-8") as f:
+            report = json.load(f)
+        summary_path = os.path.join(run.run_dir, "summary.json")
+        summary = json.load(open(summary_path, encoding="utf-8")) if os.path.isfile(summary_path) else {}
+        cols = [*report["benchmarks"], "average"]
+        columns = cols if columns is None else [c for c in columns if c in cols]
+        display.update(report.get("display") or {})
+        metric = metric or report.get("metric")
+        per_run.append({"arm": run.arm, "seed": run.seed, "run_dir": run.run_dir, "report": path,
+                        "scores": run_scores(report),
+                        "stage1_downweighted": _history_last(summary, "stage1", "down-weighted"),
+                        "stage2_reward": _history_last(summary, "stage2", "reward"),
+                        "wall_s": round(sum((summary.get("wall_s") or {}).values()), 1)})
+    arms = {}
+    for arm in plan.arms:
+        runs = [r for r in per_run if r["arm"] == arm.name]
+        if not runs:
+            continue
+        agg = {}
+        for stage in ("base", *STAGES):
+            agg[stage] = {c: mean_se([r["scores"][stage][c] for r in runs
+                                      if r["scores"][stage] and r["scores"][stage].get(c) is not None])
+                          for c in columns}
+        arms[arm.name] = {"about": arm.about, "recipe": arm.recipe, "seeds": [r["seed"] for r in runs], **agg}
+    display = {c: display.get(c, c) for c in columns or []}
+    display["average"] = "Average"
+    return {"metric": metric, "columns": columns or [], "display": display, "arms": arms, "runs": per_run,
+            "missing": missing}
+
+
+def _cell(stat: dict, signed: bool = False) -> str:
+    if not stat or stat["mean"] is None:
+        return "–"
+    mean = f"{100 * stat['mean']:+.1f}" if signed else f"{100 * stat['mean']:.1f}"
+    return f"{mean} ± {100 * stat['se']:.1f}" if stat["se"] is not None else mean
+
+
+def markdown(data: dict, title: str) -> str:
+    cols, disp = data["columns"], data["display"]
+    lines = [f"# {title}", "",
+             f"Metric: {data['metric']} (%), mean ± standard error over seeds. \"before RL\" is the warm start (the "
+             "base model for an arm without one); RL gain = after − before, per seed.", ""]
+    lines += ["## Average over the benchmarks", "",
+              "| recipe | seeds | base | before RL | after RL | RL gain | after RL − base |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, arm in data["arms"].items():
+        lines.append(f"| {name} | {len(arm['seeds'])} | {_cell(arm['base']['average'])} | "
+                     f"{_cell(arm['before']['average'])} | **{_cell(arm['after']['average'])}** | "
+                     f"{_cell(arm['rl_gain']['average'], True)} | {_cell(arm['over_base']['average'], True)} |")
+    for stage in STAGES:
+        lines += ["", f"## {HEADINGS[stage]}, per benchmark", "",
+                  "| recipe | " + " | ".join(disp[c] for c in cols) + " |", "|---|" + "---:|" * len(cols)]
+        for name, arm in data["arms"].items():
+            lines.append(f"| {name} | " + " | ".join(_cell(arm[stage][c], stage in ("rl_gain", "over_base"))
+                                                      for c in cols) + " |")
+    lines += ["", "## Runs", "",
+              "| recipe | seed | before RL | after RL | stage-1 down-weighted (last step) | stage-2 reward (last step) "
+              "| wall (s) | report |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in data["runs"]:
+        s = r["scores"]
+        lines.append(f"| {r['arm']} | {r['seed']} | {_pct(s['before'])} | {_pct(s['after'])} | "
+                     f"{_num(r['stage1_downweighted'])} | {_num(r['stage2_reward'])} | {r['wall_s']} | "
+                     f"`{r['report']}` |")
+    lines += ["", "Recipes:", *[f"- `{n}`: {a['about']}" for n, a in data["arms"].items()]]
+    if data["missing"]:
+        lines += ["", "Not finished (no cold-start report yet): " + ", ".join(f"`{m}`" for m in data["missing"])]
+    return "\n".join(lines) + "\n"
+
+
+def _pct(scores: dict | None) -> str:
+    return f"{100 * scores['average']:.1f}" if scores and scores.get("average") is not None else "–"
+
+
+def _num(value) -> str:
+    return f"{value:.3g}" if isinstance(value, (int, float)) else "–"
+
+
+def plot(data: dict, path: str, title: str) -> str:
+    """One panel per benchmark and the average: each recipe's score before and after RL (mean ± SE over seeds),
+    the base model as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols, names = data["columns"], list(data["arms"])
+    fig, axes = plt.subplots(1, len(cols), figsize=(max(5.0, 1.1 * len(names) + 1.5) * len(cols) ** 0.85, 4.2),
+                             squeeze=False, sharey=True)
+    for ax, col in zip(axes[0], cols, strict=True):
+        for k, (stage, label) in enumerate((("before", "before RL"), ("after", "after RL"))):
+            means = [100 * (data["arms"][n][stage][col]["mean"] or 0.0) for n in names]
+            errs = [100 * (data["arms"][n][stage][col]["se"] or 0.0) for n in names]
+            ax.bar([i + (k - 0.5) * 0.38 for i in range(len(names))], means, 0.38, yerr=errs, capsize=2, label=label)
+        base = [data["arms"][n]["base"][col]["mean"] for n in names if data["arms"][n]["base"][col]["mean"] is not None]
+        if base:
+            ax.axhline(100 * sum(base) / len(base), color="gray", ls="--", lw=1, label="base model")
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=25, ha="right", fontsize=8)
+        ax.set_title(data["display"].get(col, col))
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel(f"{data['metric']} (%)")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_table(plan: StudyPlan, title: str | None = None) -> dict:
+    """Write ``table.md``, ``table.json`` and ``table.png`` into the study folder; returns the data and the paths."""
+    data = collect(plan)
+    if not data["runs"]:
+        raise ValueError(f"{plan.out}: no run of this study has finished; nothing to tabulate")
+    title = title or f"Cold-start study ({len(data['arms'])} recipes × {len(plan.seeds)} seeds)"
+    paths = {k: os.path.join(plan.out, f"{STUDY_REPORT}.{k}") for k in ("md", "json", "png")}
+    md = markdown(data, title)
+    for key, text in (("md", md), ("json", json.dumps(data, indent=2))):
+        with open(paths[key] + ".tmp", "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(paths[key] + ".tmp", paths[key])
+    plot(data, paths["png"], title)
+    return {"data": data, "paths": paths, "markdown": md}

@@ -1,0 +1,142 @@
+"""The study's plan, folder rules and table, without launching anything (the launches: test_study_on_cpu.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cadft_verl.study.arms import resolve_arms, seed_overrides
+from cadft_verl.study.plan import STUDY_FILE, StudyLock, check_folder, make_plan, merge_overrides, record_study
+from cadft_verl.study.table import mean_se, write_table
+
+
+def plan_for(out, recipes=("cadft_then_grpo", "cadft_no_rewrite", "grpo"), seeds=(0, 1), overrides=()):
+    return make_plan(str(out), resolve_arms(recipes), list(seeds), list(overrides), embedded=True,
+                     base=["profile=cpu", "trainer.total_training_steps=8", "cadft.rewrite.enabled=true"])
+
+
+def test_runs_are_one_launch_per_recipe_and_seed_with_the_later_value_of_a_key_winning(tmp_path):
+    plan = plan_for(tmp_path, overrides=["trainer.total_training_steps=2"])
+    assert [(r.arm, r.seed) for r in plan.runs] == [
+        ("cadft_then_grpo", 0), ("cadft_then_grpo", 1), ("cadft_no_rewrite", 0), ("cadft_no_rewrite", 1),
+        ("grpo", 0), ("grpo", 1)]
+    ablation = plan.runs[3].overrides
+    assert ablation[0] == "recipe=cadft_then_grpo"
+    assert "cadft.rewrite.enabled=false" in ablation and "cadft.rewrite.enabled=true" not in ablation
+    assert "trainer.total_training_steps=2" in ablation and "trainer.total_training_steps=8" not in ablation
+    assert all(s in ablation for s in seed_overrides(1))
+    assert f"trainer.default_local_dir={tmp_path}/runs/cadft_no_rewrite/seed1" in ablation
+    keys = [o.split("=", 1)[0] for o in ablation]
+    assert len(keys) == len(set(keys)), "hydra refuses a key given twice"
+    assert merge_overrides(["a=1", "b=1"], ["++a=2"]) == ["b=1", "++a=2"]
+
+
+def test_seeds_change_the_orders_and_sampling_only():
+    assert seed_overrides(0) != seed_overrides(1)
+    keys = {o.split("=")[0] for o in seed_overrides(3)}
+    assert keys == {"cadft.data.seed", "cadft.rewrite.seed", "data.seed", "actor_rollout_ref.rollout.seed"}
+
+
+@pytest.mark.parametrize("recipes, seeds, message", [
+    (["cadft_then_grpo", "nope"], [0], "unknown ['nope']; choose from ['sft_then_grpo', 'dft_then_grpo', "
+                                       "'cadft_then_grpo', 'cadft_no_rewrite', 'grpo'"),
+    ([], [0], "--recipes: empty"),
+    (["grpo"], [], "--seeds: empty"),
+    (["grpo", "grpo"], [0], "named twice"),
+    (["grpo"], [1, 1], "given twice"),
+])
+def test_bad_recipes_and_seeds_are_refused_listing_what_exists(tmp_path, recipes, seeds, message):
+    with pytest.raises(ValueError, match=None) as err:
+        make_plan(str(tmp_path), resolve_arms(recipes), seeds, [], embedded=True)
+    assert message in str(err.value)
+
+
+def test_a_second_study_in_the_same_folder_is_refused(tmp_path):
+    plan = plan_for(tmp_path / "s")
+    check_folder(plan)
+    record_study(plan)
+    # the same study again (more seeds: it grows) is fine; other settings are refused, naming both
+    check_folder(plan_for(tmp_path / "s", seeds=(0, 1, 2)))
+    with pytest.raises(ValueError) as err:
+        check_folder(plan_for(tmp_path / "s", overrides=["cadft.optim.lr=1e-3"]))
+    assert "holds another study" in str(err.value) and "cadft.optim.lr=1e-3" in str(err.value)
+    # a study that is still running holds the lock: a second one is refused while it lives
+    with StudyLock(plan.out):
+        with pytest.raises(ValueError, match="another study is writing into this folder"):
+            check_folder(plan)
+        with pytest.raises(ValueError, match="another study is writing"):
+            StudyLock(plan.out).__enter__()
+    check_folder(plan)  # released
+    # a lock left by a dead process is stale
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with open(os.path.join(plan.out, "study.lock"), "w") as f:
+        json.dump({"pid": int(dead.stdout), "host": os.uname().nodename, "since": "then"}, f)
+    check_folder(plan)
+    # a folder with other things in it and no study.json is not taken over
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "results.txt").write_text("x")
+    with pytest.raises(ValueError, match="holds no study.json"):
+        check_folder(plan_for(tmp_path / "other"))
+
+
+def test_the_cli_refuses_bad_input_before_starting_anything(tmp_path):
+    def study(*args):
+        return subprocess.run([sys.executable, "-m", "cadft_verl.study", "--out", str(tmp_path / "st"), *args],
+                              capture_output=True, text=True, timeout=120)
+
+    for args, message in ((["--recipes", "sft_then_grpo", "bogus"], "--recipes: unknown ['bogus']"),
+                          (["--seeds"], "--seeds: empty"),
+                          (["--own-config", "--rl-steps", "2"], "--rl-steps size the embedded default"),
+                          (["trainer.default_local_dir=/x"], "the study sets trainer.default_local_dir")):
+        proc = study(*args)
+        assert proc.returncode == 2, proc.stderr
+        assert message in proc.stderr
+        assert not (tmp_path / "st").exists(), "a refused study leaves no folder"
+
+
+def _fake_report(run_dir, base, stage1, stage2):
+    os.makedirs(os.path.join(run_dir, "eval"), exist_ok=True)
+    models = {"base": {"values": {"arith": base}, "average": base}}
+    if stage1 is not None:
+        models["stage1"] = {"values": {"arith": stage1}, "average": stage1}
+    models["stage2"] = {"values": {"arith": stage2}, "average": stage2}
+    with open(os.path.join(run_dir, "eval", "cold_start.json"), "w") as f:
+        json.dump({"metric": "avg@1", "benchmarks": ["arith"], "display": {"arith": "Arith"}, "models": models}, f)
+
+
+def test_the_table_is_mean_and_standard_error_over_seeds(tmp_path):
+    plan = plan_for(tmp_path, recipes=("cadft_then_grpo", "grpo"), seeds=(0, 1, 2))
+    scores = {("cadft_then_grpo", 0): (0.2, 0.3, 0.35), ("cadft_then_grpo", 1): (0.2, 0.4, 0.40),
+              ("cadft_then_grpo", 2): (0.2, 0.5, 0.45), ("grpo", 0): (0.2, None, 0.2), ("grpo", 1): (0.2, None, 0.3)}
+    for run in plan.runs:
+        if (run.arm, run.seed) in scores:
+            _fake_report(run.run_dir, *scores[(run.arm, run.seed)])
+    table = write_table(plan)
+    arms = table["data"]["arms"]
+    cadft = arms["cadft_then_grpo"]
+    assert cadft["before"]["average"]["mean"] == pytest.approx(0.4)
+    assert cadft["before"]["average"]["se"] == pytest.approx(0.1 / 3 ** 0.5)  # std (n-1) 0.1 over sqrt(3)
+    assert cadft["after"]["average"]["mean"] == pytest.approx(0.4)
+    assert cadft["rl_gain"]["average"]["mean"] == pytest.approx(0.0)  # +0.05, 0, -0.05
+    assert cadft["over_base"]["arith"]["mean"] == pytest.approx(0.2)
+    grpo = arms["grpo"]  # no warm start: before RL is the base model
+    assert grpo["seeds"] == [0, 1] and grpo["before"]["arith"]["mean"] == pytest.approx(0.2)
+    assert grpo["rl_gain"]["arith"]["mean"] == pytest.approx(0.05)
+    assert table["data"]["missing"] == [os.path.join(plan.out, "runs", "grpo", "seed2")]
+    md = open(table["paths"]["md"]).read()
+    assert "| cadft_then_grpo | 3 | 20.0 ± 0.0 | 40.0 ± 5.8 | **40.0 ± 2.9** | +0.0 ± 2.9 | +20.0 ± 2.9 |" in md
+    assert "| grpo | 2 | 20.0 ± 0.0 | 20.0 ± 0.0 | **25.0 ± 5.0** | +5.0 ± 5.0 | +5.0 ± 5.0 |" in md
+    assert "Not finished" in md and os.path.getsize(table["paths"]["png"]) > 5000
+    assert mean_se([0.5])["se"] is None and mean_se([])["mean"] is None
+
+
+def test_study_json_records_the_union_of_reruns(tmp_path):
+    record_study(plan_for(tmp_path, recipes=("grpo",), seeds=(0,)))
+    record_study(plan_for(tmp_path, recipes=("grpo", "cadft_then_grpo"), seeds=(1,)))
+    data = json.load(open(tmp_path / STUDY_FILE))
+    assert data["recipes"] == ["grpo", "cadft_then_grpo"] and data["seeds"] == [0, 1]
+    assert len(data["runs"]) == 3
