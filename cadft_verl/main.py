@@ -32,8 +32,8 @@ import hydra
 from omegaconf import OmegaConf, open_dict
 
 from cadft_verl.console import LaunchConsole
-from cadft_verl.console import progress as show_progress
 from cadft_verl.trainer import metrics_history
+from cadft_verl.trainer.progress import STAGE1_KEYS, STAGE2_KEYS, HistoryWatcher, history_summary
 
 STAGES = ("cadft", "rl", "eval")
 # stage 2 saves only its final checkpoint when trainer.save_freq <= 0 (verl would save none)
@@ -141,32 +141,6 @@ def stage2_experiment(config) -> str:
     return f"{config.trainer.experiment_name}_stage2"
 
 
-def history_summary(path: str, keys: dict[str, str]) -> dict:
-    """What ``summary.json`` records of a stage's metric history: the file, its steps, and the first and last value
-    of the metrics that matter (``keys``: name -> metric key, or a prefix ending in ``*``)."""
-    rows = metrics_history.read_history(path)
-    out = {"file": path, "steps": [r["step"] for r in rows]}
-    for name, key in keys.items():
-        values = [(r["step"], v) for r in rows for v in [pick(r["data"], key)] if v is not None]
-        if values:
-            out[name] = {"first": {"step": values[0][0], "value": values[0][1]},
-                         "last": {"step": values[-1][0], "value": values[-1][1]}}
-    return out
-
-
-def pick(data: dict, key: str):
-    """``data[key]``; a key ending in ``*`` is a prefix: the first metric (by name) that starts with it."""
-    if not key.endswith("*"):
-        return data.get(key)
-    found = sorted(k for k in data if k.startswith(key[:-1]))
-    return data[found[0]] if found else None
-
-
-STAGE1_KEYS = {"loss": "stage1/train/loss", "nll": "stage1/cadft/nll",
-               "down-weighted": "stage1/cadft/frac_downweighted", "val loss": "stage1/val/loss"}
-STAGE2_KEYS = {"reward": "critic/score/mean", "val acc": "val-core/*"}
-
-
 def run_stage1(config, run_dir: str, wall: dict | None = None) -> dict:
     from verl.utils.tracking import Tracking
 
@@ -271,49 +245,6 @@ def stage2_total_steps(cfg) -> int | None:
         return rows // int(cfg.data.train_batch_size) * int(cfg.trainer.total_epochs) or None
     except Exception:  # noqa: BLE001 - only the progress bar's total
         return None
-
-
-class HistoryWatcher:
-    """Shows a stage's progress on the console from its metric history, as verl's trainer (in a Ray actor) writes
-    it: one progress update per new step."""
-
-    def __init__(self, path: str, label: str, total: int | None, keys: dict[str, str], after: int = 0,
-                 interval: float = 2.0):
-        import threading
-
-        self.path, self.label, self.total, self.keys = path, label, total, keys
-        self.shown = after - 1  # the validation before the first (or the resumed) step too
-        self._keys = float("inf")  # metrics in the row shown last (a later row of that step adds some: shown again)
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="cadft-history-watcher")
-
-    def poll(self) -> None:
-        for row in metrics_history.read_history(self.path):
-            if row["step"] > self.shown or (row["step"] == self.shown and len(row["data"]) > self._keys):
-                self.shown, self._keys = row["step"], len(row["data"])
-                show_progress(self.label, row["step"], self.total,
-                              {name: pick(row["data"], key) for name, key in self.keys.items()})
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.poll()
-            except Exception:  # noqa: BLE001 - the console must never stop the run
-                pass
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=10)
-        try:
-            self.poll()
-        except Exception:  # noqa: BLE001
-            pass
-        return False
 
 
 def run_stage2(config, run_dir: str, init_model: str | None, wall: dict | None = None) -> dict:

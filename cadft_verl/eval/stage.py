@@ -241,12 +241,19 @@ def _number(value) -> str:
     return f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
 
 
-def training_markdown(results: dict) -> list[str]:
-    """The training stages' metric histories (``summary.json``'s ``results.stage{1,2}.history``, read from each
-    stage's metrics file: every step once, also after a resume): steps, first and last value of what matters."""
+def training_histories(results: dict) -> dict:
+    """``{stage1, stage2: history}``: ``summary.json``'s ``results.stage{1,2}.history`` (each read from its stage's
+    metrics file: every step once, also after a resume), for the stages the run has."""
+    return {k: (results or {}).get(k, {}).get("history") for k in ("stage1", "stage2")
+            if (results or {}).get(k, {}).get("history")}
+
+
+def training_markdown(training: dict) -> list[str]:
+    """The training stages' metric histories (``training_histories``): steps, first and last value of what
+    matters."""
     lines = []
     for key, name in (("stage1", "stage 1"), ("stage2", "stage 2")):
-        history = (results.get(key) or {}).get("history") or {}
+        history = training.get(key) or {}
         steps = history.get("steps") or []
         for metric, value in history.items():
             if metric in ("file", "steps") or not isinstance(value, dict):
@@ -302,9 +309,8 @@ def write_report(records: dict, eval_dir: str, metric: str, title: str, notices:
                          "average": row["before"]["average"], "average_se": row["before"]["average_se"],
                          "gain_over_base": gains_by_display.get(row["label"])}
     paths = {k: os.path.join(eval_dir, f"{REPORT}.{k}") for k in ("md", "png", "json")}
-    training = {k: (results or {}).get(k, {}).get("history") for k in ("stage1", "stage2")
-                if (results or {}).get(k, {}).get("history")}
-    md = report_markdown(table, gains_by_display, title, notices, training_markdown(results or {}))
+    training = training_histories(results)
+    md = report_markdown(table, gains_by_display, title, notices, training_markdown(training))
     with open(paths["md"], "w", encoding="utf-8") as f:
         f.write(md)
     with open(paths["json"], "w", encoding="utf-8") as f:

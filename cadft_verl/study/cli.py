@@ -115,7 +115,7 @@ def main(argv=None) -> int:
 
 def run_study(plan: StudyPlan, keep_going: bool = False) -> int:
     n = len(plan.runs)
-    say(f"{len(plan.arms)} recipes x {len(plan.seeds)} seeds = {n} runs in {plan.out}")
+    say(f"{_count(len(plan.arms), 'recipe')} x {_count(len(plan.seeds), 'seed')} = {_count(n, 'run')} in {plan.out}")
     finished = [r for r in plan.runs if run_finished(r)]
     failed = []
     t_start = time.time()
@@ -140,6 +140,10 @@ def run_study(plan: StudyPlan, keep_going: bool = False) -> int:
     say(f"{len(finished)}/{n} runs finished, {len(failed)} failed, {(time.time() - t_start) / 60:.1f} min; outputs "
         f"in {plan.out}" + ("; rerun the same command to resume" if len(finished) < n else ""))
     return 0 if len(finished) == n else 1
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def scores_line(run) -> str:

@@ -91,7 +91,7 @@ def make_plan(out: str, arms: list[Arm], seeds, overrides: list[str], embedded: 
     arm's, the seed's and the run's folder, a later value of a key winning."""
     out = os.path.abspath(out)
     for item in overrides:
-        if override_key(item) in ("trainer.default_local_dir", "recipe", "seed"):
+        if override_key(item) in ("trainer.default_local_dir", "recipe"):
             raise ValueError(f"override {item!r}: the study sets {override_key(item)} for each run itself")
     plan = StudyPlan(out=out, arms=arms, seeds=check_seeds(seeds), overrides=list(overrides), embedded=embedded,
                      sizes={k: v for k, v in (sizes or {}).items() if v})

@@ -91,8 +91,8 @@ def collect(plan: StudyPlan) -> dict:
         arms[arm.name] = {"about": arm.about, "recipe": arm.recipe, "seeds": [r["seed"] for r in runs], **agg}
     display = {c: display.get(c, c) for c in columns or []}
     display["average"] = "Average"
-    return {"metric": metric, "columns": columns or [], "display": display, "arms": arms, "runs": per_run,
-            "missing": missing}
+    return {"out": plan.out, "metric": metric, "columns": columns or [], "display": display, "arms": arms,
+            "runs": per_run, "missing": missing}
 
 
 def _cell(stat: dict, signed: bool = False) -> str:
@@ -104,7 +104,7 @@ def _cell(stat: dict, signed: bool = False) -> str:
 
 def markdown(data: dict, title: str) -> str:
     cols, disp = data["columns"], data["display"]
-    lines = [f"# {title}", "",
+    lines = [f"# {title}", "", f"Study folder: `{data['out']}`.", "",
              f"Metric: {data['metric']} (%), mean ± standard error over seeds. \"before RL\" is the warm start (the "
              "base model for an arm without one); RL gain = after − before, per seed.", ""]
     lines += ["## Average over the benchmarks", "",
@@ -122,15 +122,16 @@ def markdown(data: dict, title: str) -> str:
                                                       for c in cols) + " |")
     lines += ["", "## Runs", "",
               "| recipe | seed | before RL | after RL | stage-1 down-weighted (last step) | stage-2 reward (last step) "
-              "| wall (s) | report |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+              "| wall (s) | report (in the study folder) |", "|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in data["runs"]:
         s = r["scores"]
         lines.append(f"| {r['arm']} | {r['seed']} | {_pct(s['before'])} | {_pct(s['after'])} | "
                      f"{_num(r['stage1_downweighted'])} | {_num(r['stage2_reward'])} | {r['wall_s']} | "
-                     f"`{r['report']}` |")
+                     f"`{os.path.relpath(r['report'], data['out'])}` |")
     lines += ["", "Recipes:", *[f"- `{n}`: {a['about']}" for n, a in data["arms"].items()]]
     if data["missing"]:
-        lines += ["", "Not finished (no cold-start report yet): " + ", ".join(f"`{m}`" for m in data["missing"])]
+        lines += ["", "Not finished (no cold-start report yet): "
+                  + ", ".join(f"`{os.path.relpath(m, data['out'])}`" for m in data["missing"])]
     return "\n".join(lines) + "\n"
 
 
@@ -179,7 +180,9 @@ def write_table(plan: StudyPlan, title: str | None = None) -> dict:
     data = collect(plan)
     if not data["runs"]:
         raise ValueError(f"{plan.out}: no run of this study has finished; nothing to tabulate")
-    title = title or f"Cold-start study ({len(data['arms'])} recipes × {len(plan.seeds)} seeds)"
+    n_arms, n_seeds = len(data["arms"]), len(plan.seeds)
+    title = title or (f"Cold-start study ({n_arms} recipe{'s' * (n_arms != 1)} × {n_seeds} seed"
+                      f"{'s' * (n_seeds != 1)})")
     paths = {k: os.path.join(plan.out, f"{STUDY_REPORT}.{k}") for k in ("md", "json", "png")}
     md = markdown(data, title)
     for key, text in (("md", md), ("json", json.dumps(data, indent=2))):

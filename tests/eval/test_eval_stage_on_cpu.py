@@ -69,7 +69,7 @@ def test_eval_stage_reports_base_warm_start_and_rl_and_resumes(tmp_path, small_m
     # the training stages' metric history, as the launch passes it (summary.json's results): read into the report
     history = tmp_path / "stage1.jsonl"
     history.write_text("".join(json.dumps({"step": s, "data": {"stage1/train/loss": 1.0 / s}}) + "\n" for s in (1, 2)))
-    from cadft_verl.main import STAGE1_KEYS, history_summary
+    from cadft_verl.trainer.progress import STAGE1_KEYS, history_summary
 
     results = {"stage1": {"stage": "cadft", "loss": "cadft", "steps": 2, "hf_model": str(export),
                           "history": history_summary(str(history), STAGE1_KEYS)}}

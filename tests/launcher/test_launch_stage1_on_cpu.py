@@ -1,10 +1,11 @@
-"""The one launch: hydra surface, input checks, stage 1 on verl's Ray actor workers, resume after a kill."""
+"""The one launch: hydra surface, input checks, stage 1 on verl's Ray actor workers (a kill and a resume in each
+stage: tests/study/test_study_on_cpu.py)."""
 
 import json
 import os
 
 import pytest
-from launch import launch, launch_and_kill_when, stage1_args
+from launch import launch, stage1_args
 
 from cadft_verl.check import rollout_problem
 
@@ -68,46 +69,6 @@ def test_stage1_trains_on_actor_workers_and_hands_over_an_hf_model(tmp_path, def
                 else "stage 1 checkpoint corrupt: no weight files in")
     assert proc.returncode != 0 and expected in proc.stderr
     assert not (run / "stage2_rl").exists()
-
-
-def test_killed_in_stage1_rerun_resumes_stage1_and_keeps_every_steps_metrics_once(tmp_path, default_inputs):
-    run = tmp_path / "run"
-    # the default checkpoint interval: a quarter of the stage (every step of this 4-step stage)
-    args = ["recipe=cadft", *stage1_args(default_inputs, run, steps=4)]
-    tracker = run / "stage1_cadft" / "latest_checkpointed_iteration.txt"
-    history = run / "metrics" / "cadft-verl" / "cadft_stage1.jsonl"
-
-    def step3_logged():
-        # killed once step 3's metrics are written: usually before its checkpoint (saved after them), so that the
-        # rerun resumes from step 2's and redoes step 3, whose row the killed launch had already written
-        rows = [line for line in history.read_text().splitlines() if line.strip()] if history.exists() else []
-        return tracker.exists() and len(rows) >= 3
-
-    assert launch_and_kill_when(args, step3_logged), "stage 1 never logged step 3"
-    assert not (run / "stage1_cadft" / "COMPLETE.json").exists()
-    killed = [json.loads(line)["step"] for line in history.open() if line.strip()]
-    resume_from = int(tracker.read_text())
-    proc = launch(args)
-    assert f"stage 1 resumes from {run / 'stage1_cadft' / f'global_step_{resume_from}'}" in proc.stdout
-    # every step exactly once: the steps up to the checkpoint from the killed launch, the others redone
-    rows = [json.loads(line) for line in history.open()]
-    assert [r["step"] for r in rows] == [1, 2, 3, 4], (killed, resume_from)
-    assert all({"stage1/train/loss", "stage1/cadft/nll"} <= set(r["data"]) for r in rows)
-    summary = json.loads((run / "summary.json").read_text())["results"]["stage1"]
-    assert summary["steps"] == 4 and summary["history"]["steps"] == [1, 2, 3, 4]
-    assert summary["history"]["file"] == str(history)
-    # the console: the log file (named at the start and the end), the stage's progress from where it resumed
-    log = run / "launch.log"
-    out = proc.stdout.splitlines()
-    assert out[0] == f"[cadft-verl] full log (Ray, vLLM, verl): {log}" and out[-1] == f"[cadft-verl] full log: {log}"
-    bars = [line for line in out if line.startswith("stage 1 (cadft) [")]
-    assert [b.split("]")[1].split()[0] for b in bars] == [f"{s}/4" for s in range(resume_from + 1, 5)]
-    assert all(" loss " in b and " nll " in b and "down-weighted" in b for b in bars)
-    assert len(out) <= 12 and "Started a local Ray instance" in log.read_text()  # Ray's output: in the log only
-    assert "Started a local Ray instance" not in proc.stdout + proc.stderr
-    # a third launch finds stage 1 complete and does not train again
-    proc = launch(args)
-    assert "stage 1 (cadft) [" not in proc.stdout and "[cadft-verl] stage 1 done" in proc.stdout
 
 
 def test_cadft_with_sequence_parallelism_is_refused_at_start_naming_the_option(tmp_path, default_inputs):

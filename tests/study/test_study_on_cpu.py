@@ -1,10 +1,11 @@
-"""The study command end to end on the embedded default: 2 seeds of a warm start + GRPO, a kill in stage 2 and the
-resumed study, the table over seeds, a rerun that redoes nothing.
+"""The study command end to end on the embedded default: 2 seeds of a warm start + GRPO, killed once in each stage
+and resumed, the table over seeds, a rerun that redoes nothing.
 
-Small sizes: stage 1 is 4 CADFT steps (rewriting off, the recipe ``cadft_no_rewrite``), stage 2 3 GRPO steps with a
-checkpoint after each. The kill ends the study's whole process group (the study, its launch, Ray) once stage 2 of
-the first run has saved a checkpoint; the rerun resumes that run's stage 2 from it (stage 1 is not redone) and then
-runs the second seed. (A kill in stage 1: tests/launcher/test_launch_stage1_on_cpu.py.)
+Small sizes: stage 1 is 4 CADFT steps (rewriting off: the recipe ``cadft_no_rewrite``), stage 2 3 GRPO steps, each
+step checkpointed (stage 1's default, a quarter of the stage; stage 2 by ``trainer.save_freq=1``). Each kill ends the
+study's whole process group (the study, its launch, Ray): first once stage 1 of the first run has logged step 3,
+then once its stage 2 has saved a checkpoint. Each rerun of the same command resumes that run from its checkpoint
+and the last one goes on to the second seed.
 """
 
 from __future__ import annotations
@@ -24,47 +25,91 @@ from cadft_verl.trainer.metrics_history import read_history, read_rows  # noqa: 
 pytestmark = pytest.mark.vllm  # stage 2's rollouts need vLLM (tests/conftest.py skips it where it is missing)
 
 RL_STEPS = 3
+RUN = "cadft_no_rewrite"
 
 
 def study_args(out):
-    return ["--out", str(out), "--recipes", "cadft_no_rewrite", "--seeds", "0", "1", "--stage1-steps", "4",
+    return ["--out", str(out), "--recipes", RUN, "--seeds", "0", "1", "--stage1-steps", "4",
             "--rl-steps", str(RL_STEPS), "trainer.save_freq=1", "eval.limit=40", "eval.optional_benchmarks=[]"]
+
+
+def _lines(path):
+    return [line for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def _sections(console):
+    """The console.log of a run, one part per launch of it (each starts with the study's ``=====`` line)."""
+    parts = console.read_text().split("\n===== ")
+    return [p.split("\n", 1)[1] if "\n" in p else "" for p in parts[1:]]
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     out = tmp_path_factory.mktemp("study") / "st"
-    first = out / "runs" / "cadft_no_rewrite" / "seed0"
-    tracker = first / "stage2_rl" / "latest_checkpointed_iteration.txt"
-    history = first / "metrics" / "cadft-verl" / "cadft_no_rewrite_seed0_stage2.jsonl"
+    first = out / "runs" / RUN / "seed0"
+    metrics = first / "metrics" / "cadft-verl"
+    s1_tracker = first / "stage1_cadft" / "latest_checkpointed_iteration.txt"
+    s2_tracker = first / "stage2_rl" / "latest_checkpointed_iteration.txt"
+    s1_history, s2_history = metrics / f"{RUN}_seed0_stage1.jsonl", metrics / f"{RUN}_seed0_stage2.jsonl"
+    killed = {}
+
+    def stage1_step3_logged():
+        # usually before step 3's checkpoint (saved after its metrics): the rerun redoes a step already logged
+        return s1_tracker.exists() and len(_lines(s1_history)) >= 3
+
+    assert launch_and_kill_when(study_args(out), stage1_step3_logged, timeout=600, module="cadft_verl.study"), \
+        "stage 1 of the first run never logged step 3"
+    killed["stage1"] = {"checkpoint": int(s1_tracker.read_text()), "lock": (out / "study.lock").exists(),
+                        "complete": (first / "stage1_cadft" / "COMPLETE.json").exists()}
 
     def stage2_checkpointed():
-        return tracker.exists() and history.exists()
+        return s2_tracker.exists() and s2_history.exists()
 
     assert launch_and_kill_when(study_args(out), stage2_checkpointed, timeout=900, module="cadft_verl.study"), \
         "stage 2 of the first run never saved a checkpoint"
-    killed = {"checkpoint": int(tracker.read_text()), "complete": (first / "stage2_rl" / "COMPLETE.json").exists(),
-              "lock": (out / "study.lock").exists()}
+    killed["stage2"] = {"checkpoint": int(s2_tracker.read_text()),
+                        "complete": (first / "stage2_rl" / "COMPLETE.json").exists()}
     proc = launch(study_args(out), module="cadft_verl.study", timeout=1500)
     again = launch(study_args(out), module="cadft_verl.study", timeout=300)
-    return {"out": out, "first": first, "history": history, "killed": killed, "proc": proc, "again": again}
+    return {"out": out, "first": first, "s1_history": s1_history, "s2_history": s2_history, "killed": killed,
+            "proc": proc, "again": again}
 
 
-def test_a_study_killed_in_stage2_resumes_and_keeps_every_steps_metrics_once(study):
-    first, killed = study["first"], study["killed"]
+def test_killed_in_stage1_the_rerun_resumes_it_and_keeps_every_steps_metrics_once(study):
+    first, killed = study["first"], study["killed"]["stage1"]
+    assert not killed["complete"] and killed["lock"], killed
+    assert [r["step"] for r in read_rows(str(study["s1_history"]))] == [1, 2, 3, 4]
+    summary = json.loads((first / "summary.json").read_text())["results"]["stage1"]
+    assert summary["steps"] == 4 and summary["history"]["steps"] == [1, 2, 3, 4]
+    # the resumed launch's console (the run's console.log): the log file first, the stage's progress from where it
+    # resumed, Ray's output only in the log
+    resumed = _sections(first / "console.log")[1].splitlines()
+    log = first / "launch.log"
+    assert resumed[0] == f"[cadft-verl] full log (Ray, vLLM, verl): {log}"
+    checkpoint = first / "stage1_cadft" / f"global_step_{killed['checkpoint']}"
+    assert f"stage 1 resumes from {checkpoint}" in "\n".join(resumed)
+    bars = [line for line in resumed if line.startswith("stage 1 (cadft) [")]
+    assert [b.split("]")[1].split()[0] for b in bars] == [f"{s}/4" for s in range(killed["checkpoint"] + 1, 5)]
+    assert all(" loss " in b and " nll " in b and "down-weighted" in b for b in bars)
+    assert "Started a local Ray instance" in log.read_text()
+    assert "Started a local Ray instance" not in (first / "console.log").read_text()
+
+
+def test_killed_in_stage2_the_rerun_resumes_it_and_keeps_every_steps_metrics_once(study):
+    first, killed = study["first"], study["killed"]["stage2"]
     assert not killed["complete"] and killed["checkpoint"] < RL_STEPS, killed
-    log = (first / "console.log").read_text()
-    assert f"stage 2 resumes from step {killed['checkpoint']}" in log
-    assert log.count("stage 1 (cadft) [") and "stage 1 done" in log
-    # stage 1 finished before the kill and was not redone: its history is each of its 4 steps once
-    s1 = read_rows(str(first / "metrics" / "cadft-verl" / "cadft_no_rewrite_seed0_stage1.jsonl"))
-    assert [r["step"] for r in s1] == [1, 2, 3, 4]
-    # stage 2: every training step's metrics exactly once, across the kill (validation rows are merged into their
-    # step: verl validates again at the step it resumes from)
-    rows = read_rows(str(study["history"]))
+    last = _sections(first / "console.log")[2]
+    assert f"stage 2 resumes from step {killed['checkpoint']}" in last
+    # the third launch found stage 1 complete: not trained again
+    assert "stage 1 (cadft) [" not in last and "[cadft-verl] stage 1 done" in last
+    assert last.splitlines()[-1] == f"[cadft-verl] full log: {first / 'launch.log'}"
+    assert len(last.splitlines()) <= 80  # a few screens, the report table included
+    # every training step's metrics exactly once, across the kill (verl validates again at the step it resumes
+    # from: that row is merged into the step's row)
+    rows = read_rows(str(study["s2_history"]))
     trained = [r["step"] for r in rows if "critic/score/mean" in r["data"]]
     assert trained == [1, 2, 3], [r["step"] for r in rows]
-    assert [r["step"] for r in read_history(str(study["history"]))] == [0, 1, 2, 3]
+    assert [r["step"] for r in read_history(str(study["s2_history"]))] == [0, 1, 2, 3]
     summary = json.loads((first / "summary.json").read_text())["results"]["stage2"]
     assert summary["steps"] == RL_STEPS and summary["history"]["steps"] == [0, 1, 2, 3]
     assert summary["init_model"] == str(first / "stage1_cadft" / "global_step_4" / "huggingface")
@@ -74,7 +119,7 @@ def test_the_study_writes_the_table_over_seeds_and_a_rerun_redoes_nothing(study)
     out, proc, again = study["out"], study["proc"], study["again"]
     plan = json.loads((out / "study.json").read_text())
     assert plan["recipes"] == ["cadft_no_rewrite"] and plan["seeds"] == [0, 1] and len(plan["runs"]) == 2
-    assert not (out / "study.lock").exists() and study["killed"]["lock"]  # held while it ran, released at the end
+    assert not (out / "study.lock").exists()  # held while it ran (checked at the first kill), released at the end
     table = json.loads((out / "table.json").read_text())
     arm = table["arms"]["cadft_no_rewrite"]
     assert arm["seeds"] == [0, 1] and table["columns"] == ["arith", "average"] and not table["missing"]

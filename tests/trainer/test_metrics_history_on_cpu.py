@@ -74,7 +74,7 @@ def test_verl_tracking_keeps_every_step_once_across_a_kill_and_a_resume(tmp_path
 
 def test_the_summary_and_the_report_read_the_history(tmp_path):
     from cadft_verl.eval.stage import training_markdown
-    from cadft_verl.main import STAGE1_KEYS, STAGE2_KEYS, history_summary
+    from cadft_verl.trainer.progress import STAGE1_KEYS, STAGE2_KEYS, history_summary
 
     s1, s2 = tmp_path / "s1.jsonl", tmp_path / "s2.jsonl"
     s1.write_text("".join(json.dumps({"step": s, "data": {"stage1/train/loss": 3.0 - s, "stage1/cadft/nll": 2.0,
@@ -88,7 +88,7 @@ def test_the_summary_and_the_report_read_the_history(tmp_path):
     assert h1["steps"] == [1, 2, 3] and h1["loss"]["first"] == {"step": 1, "value": 2.0}
     assert h1["loss"]["last"]["value"] == 0.0 and "val loss" not in h1
     assert h2["steps"] == [0, 1, 2] and h2["val acc"]["first"]["value"] == 0.2 and h2["val acc"]["last"]["step"] == 2
-    md = "\n".join(training_markdown({"stage1": {"history": h1}, "stage2": {"history": h2}}))
+    md = "\n".join(training_markdown({"stage1": h1, "stage2": h2}))
     assert "## Training (metric history)" in md and "| stage 2 | reward | 0.5 (step 1) | 0.6 (step 2) |" in md
     assert "1..3 (3 rows)" in md and str(s2) in md
 
@@ -159,7 +159,7 @@ def test_the_console_shows_progress_and_summary_lines_and_the_log_gets_everythin
 def test_stage2_progress_follows_its_history_from_the_resumed_step(tmp_path, monkeypatch):
     """Stage 2 runs in verl's TaskRunner: the launch's console follows its history file (what the resumed launch
     shows after a kill at step 3 with the checkpoint of step 2, as measured in a real launch)."""
-    import cadft_verl.main as launcher
+    import cadft_verl.trainer.progress as launcher
 
     shown = []
     monkeypatch.setattr(launcher, "show_progress", lambda label, step, total, values: shown.append((step, values)))
