@@ -116,13 +116,16 @@ def assistant_from_messages(messages) -> str | None:
 _CALC_RE = re.compile(r"<<[^<>]*>>")
 
 
-def gsm8k_response(solution: str, answer: str) -> str:
-    """GSM8K worked solution without ``<<expr=result>>`` annotations, its ``#### x`` line replaced by ``\\boxed{x}``."""
+def gsm8k_steps(solution: str) -> str:
+    """A GSM8K worked solution's steps: without ``<<expr=result>>`` annotations and without its ``#### x`` line."""
     body = _CALC_RE.sub("", solution)
     cut = body.rfind("####")
-    if cut >= 0:
-        body = body[:cut]
-    return body.rstrip() + "\n\\boxed{" + answer + "}"
+    return (body[:cut] if cut >= 0 else body).rstrip()
+
+
+def gsm8k_response(solution: str, answer: str) -> str:
+    """GSM8K worked solution without ``<<expr=result>>`` annotations, its ``#### x`` line replaced by ``\\boxed{x}``."""
+    return gsm8k_steps(solution) + "\n\\boxed{" + answer + "}"
 
 
 # ------------------------------------------------------------------------------------------------ source specs

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 
@@ -75,7 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--out", default=os.path.join("outputs", "study"), help="the study's folder")
     ap.add_argument("--recipes", nargs="*", default=list(DEFAULT_ARMS),
                     help=f"what to compare (default: {' '.join(DEFAULT_ARMS)}); any of {known_arms()}")
-    ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2], help="seeds (default: 0 1 2)")
+    ap.add_argument("--seeds", nargs="*", default=[0, 1, 2], help="seeds (default: 0 1 2)")
     ap.add_argument("--own-config", action="store_true",
                     help="runs get only the given overrides, not the embedded CPU default's")
     ap.add_argument("--stage1-steps", type=int, default=None,
@@ -83,7 +84,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--rl-steps", type=int, default=None, help="embedded default: stage-2 steps (default: 8)")
     ap.add_argument("--keep-going", action="store_true", help="go on with the other runs after a failed one")
     ap.add_argument("overrides", nargs="*", help="hydra overrides (key=value) for every run")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    # `--recipes a b key=value`: the lists end where the overrides begin
+    for name in ("recipes", "seeds"):
+        values = [str(v) for v in getattr(args, name)]
+        first = next((i for i, v in enumerate(values) if "=" in v), len(values))
+        args.overrides = [*values[first:], *args.overrides]
+        setattr(args, name, values[:first])
+    try:
+        args.seeds = [int(v) for v in args.seeds]
+    except ValueError:
+        ap.error(f"--seeds: {args.seeds} are not all integers")
+    return args
 
 
 def main(argv=None) -> int:
@@ -100,6 +112,7 @@ def main(argv=None) -> int:
     except ValueError as exc:
         print(f"[study] error: {exc}", file=sys.stderr)
         return 2
+    created = not os.path.exists(out)
     with StudyLock(out):
         try:
             base = [] if args.own_config else embedded_base(out, args.stage1_steps, args.rl_steps)
@@ -108,8 +121,15 @@ def main(argv=None) -> int:
             check_runs(plan)
         except (ValueError, FileNotFoundError) as exc:
             print(f"[study] error: {exc}", file=sys.stderr)
-            return 2
-        record_study(plan)
+            refused = True
+        else:
+            refused = False
+            record_study(plan)
+    if refused:
+        if created:  # nothing of a refused study stays behind (the embedded inputs are rebuilt in seconds)
+            shutil.rmtree(out, ignore_errors=True)
+        return 2
+    with StudyLock(out):
         return run_study(plan, args.keep_going)
 
 

@@ -98,7 +98,7 @@ def boxes_answer(row: dict, cfg: PretrainConfig) -> bool:
 
 
 def _encode(tokenizer, template, row: dict, boxed: bool = True) -> tuple[list[int], list[int]]:
-    from cadft_verl.data.sources import gsm8k_response
+    from cadft_verl.data.sources import gsm8k_response, gsm8k_steps
     from cadft_verl.math.extract import gsm8k_final
 
     prompt = tokenizer.apply_chat_template(template.messages(row["question"]), tokenize=False,
@@ -107,7 +107,7 @@ def _encode(tokenizer, template, row: dict, boxed: bool = True) -> tuple[list[in
     if boxed:
         response = gsm8k_response(row["answer"], final)
     else:
-        response = row["answer"][: row["answer"].rfind("####")].rstrip() + f"\nThe answer is {final}."
+        response = gsm8k_steps(row["answer"]) + f"\nThe answer is {final}."
     response += tokenizer.eos_token + "\n"
     return (tokenizer(prompt, add_special_tokens=False)["input_ids"],
             tokenizer(response, add_special_tokens=False)["input_ids"])

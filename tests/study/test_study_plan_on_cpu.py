@@ -96,6 +96,11 @@ def test_the_cli_refuses_bad_input_before_starting_anything(tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert message in proc.stderr
         assert not (tmp_path / "st").exists(), "a refused study leaves no folder"
+    # what the launch itself checks, for each recipe by composing its config: before any worker starts
+    proc = study("--own-config", "--recipes", "grpo", "profile=cpu", f"actor_rollout_ref.model.path={tmp_path}/nope")
+    assert proc.returncode == 2
+    assert f"recipe grpo: FileNotFoundError: actor_rollout_ref.model.path: no model at '{tmp_path}/nope'" in proc.stderr
+    assert not (tmp_path / "st").exists()
 
 
 def _fake_report(run_dir, base, stage1, stage2):
@@ -140,3 +145,13 @@ def test_study_json_records_the_union_of_reruns(tmp_path):
     data = json.load(open(tmp_path / STUDY_FILE))
     assert data["recipes"] == ["grpo", "cadft_then_grpo"] and data["seeds"] == [0, 1]
     assert len(data["runs"]) == 3
+
+
+def test_overrides_may_follow_the_recipe_and_seed_lists():
+    from cadft_verl.study.cli import parse_args
+
+    args = parse_args(["--recipes", "grpo", "dft_then_grpo", "cadft.beta=2", "--seeds", "0", "1", "eval.limit=5"])
+    assert args.recipes == ["grpo", "dft_then_grpo"] and args.seeds == [0, 1]
+    assert sorted(args.overrides) == ["cadft.beta=2", "eval.limit=5"]
+    with pytest.raises(SystemExit):
+        parse_args(["--seeds", "zero"])
