@@ -144,7 +144,8 @@ def run_study(plan: StudyPlan, keep_going: bool = False) -> int:
             say(f"{i}/{n} {run.name}: finished earlier, skipped ({run.run_dir})")
             continue
         say(f"{i}/{n} {run.name}: running (console {run.run_dir}/console.log, logs {run.run_dir}/launch.log)")
-        result = start_run(run, finished)
+        with RunProgress(f"{i}/{n} {run.name}") as progress:
+            result = start_run(run, finished, show=progress.show)
         if result["ok"]:
             finished.append(run)
             say(f"{i}/{n} {run.name}: done in {result['seconds'] / 60:.1f} min: {scores_line(run)}")
@@ -160,6 +161,34 @@ def run_study(plan: StudyPlan, keep_going: bool = False) -> int:
     say(f"{len(finished)}/{n} runs finished, {len(failed)} failed, {(time.time() - t_start) / 60:.1f} min; outputs "
         f"in {plan.out}" + ("; rerun the same command to resume" if len(finished) < n else ""))
     return 0 if len(finished) == n else 1
+
+
+class RunProgress:
+    """On a terminal, the running launch's latest progress line, redrawn in place (``stage 1 (cadft) [###--] 3/32
+    ...``); elsewhere nothing (the study prints one line when each run starts and ends)."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.tty = sys.stdout.isatty()
+        self.drawn = False
+
+    def show(self, line: str) -> None:
+        if not self.tty or not line.startswith(("stage ", "[cadft-verl] eval:")):
+            return
+        width = shutil.get_terminal_size((120, 20)).columns
+        text = f"[study] {self.label}: {line}"[: width - 1]
+        sys.stdout.write("\r" + text.ljust(width - 1))
+        sys.stdout.flush()
+        self.drawn = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.drawn:
+            sys.stdout.write("\r" + " " * (shutil.get_terminal_size((120, 20)).columns - 1) + "\r")
+            sys.stdout.flush()
+        return False
 
 
 def _count(n: int, word: str) -> str:

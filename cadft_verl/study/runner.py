@@ -64,8 +64,9 @@ def _model(run: Run) -> str | None:
     return None
 
 
-def start_run(run: Run, finished: list[Run], say=print) -> dict:
-    """Run (or resume) one launch; returns ``{ok, seconds, rc, console}``. Its process group is the study's, so that
+def start_run(run: Run, finished: list[Run], show=None) -> dict:
+    """Run (or resume) one launch; returns ``{ok, seconds, rc, console}``. Its console goes to ``console.log``, and
+    each of its lines to ``show`` (the study's progress line) when given. Its process group is the study's, so that
     a signal to the study (Ctrl-C, a kill of the group) reaches the launch too."""
     os.makedirs(run.run_dir, exist_ok=True)
     shared = share_base_eval(run, finished)
@@ -77,7 +78,13 @@ def start_run(run: Run, finished: list[Run], say=print) -> dict:
     with open(console, "a", encoding="utf-8") as log:
         log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(run.command())}\n")
         log.flush()
-        rc = subprocess.call(run.command(), stdout=log, stderr=subprocess.STDOUT,
-                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        proc = subprocess.Popen(run.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                errors="replace", env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        for line in proc.stdout:
+            log.write(line)
+            log.flush()
+            if show is not None:
+                show(line.rstrip("\n"))
+        rc = proc.wait()
     return {"ok": rc == 0 and run_finished(run), "rc": rc, "seconds": time.time() - t0, "console": console,
             "launch_log": os.path.join(run.run_dir, "launch.log")}

@@ -155,3 +155,18 @@ def test_overrides_may_follow_the_recipe_and_seed_lists():
     assert sorted(args.overrides) == ["cadft.beta=2", "eval.limit=5"]
     with pytest.raises(SystemExit):
         parse_args(["--seeds", "zero"])
+
+
+def test_a_run_streams_its_console_to_its_log_and_the_progress_line(tmp_path, monkeypatch):
+    from cadft_verl.study import runner
+
+    run = plan_for(tmp_path, recipes=("grpo",), seeds=(0,)).runs[0]
+    script = "print('[cadft-verl] full log: x'); print('stage 2 (grpo) [#---] 1/4  reward 0.5'); raise SystemExit(3)"
+    monkeypatch.setattr(type(run), "command", lambda self: [sys.executable, "-c", script])
+    shown = []
+    result = runner.start_run(run, [], show=shown.append)
+    assert result["rc"] == 3 and not result["ok"]  # failed, and no report: not finished
+    assert shown == ["[cadft-verl] full log: x", "stage 2 (grpo) [#---] 1/4  reward 0.5"]
+    log = open(result["console"]).read()
+    assert "stage 2 (grpo) [#---] 1/4" in log and log.startswith("\n===== ")
+    assert json.load(open(os.path.join(run.run_dir, "study_run.json")))["overrides"] == run.overrides
