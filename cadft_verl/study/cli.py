@@ -121,16 +121,12 @@ def main(argv=None) -> int:
             check_runs(plan)
         except (ValueError, FileNotFoundError) as exc:
             print(f"[study] error: {exc}", file=sys.stderr)
-            refused = True
         else:
-            refused = False
             record_study(plan)
-    if refused:
-        if created:  # nothing of a refused study stays behind (the embedded inputs are rebuilt in seconds)
-            shutil.rmtree(out, ignore_errors=True)
-        return 2
-    with StudyLock(out):
-        return run_study(plan, args.keep_going)
+            return run_study(plan, args.keep_going)
+    if created:  # nothing of a refused study stays behind (the embedded inputs are rebuilt in seconds)
+        shutil.rmtree(out, ignore_errors=True)
+    return 2
 
 
 def run_study(plan: StudyPlan, keep_going: bool = False) -> int:
