@@ -89,16 +89,42 @@ def collect(plan: StudyPlan) -> dict:
                                       if r["scores"][stage] and r["scores"][stage].get(c) is not None])
                           for c in columns}
         arms[arm.name] = {"about": arm.about, "recipe": arm.recipe, "seeds": [r["seed"] for r in runs], **agg}
+    paired = paired_differences(per_run, [a.name for a in plan.arms if a.name in arms], columns or [])
     display = {c: display.get(c, c) for c in columns or []}
     display["average"] = "Average"
     return {"out": plan.out, "metric": metric, "columns": columns or [], "display": display, "arms": arms,
-            "runs": per_run, "missing": missing}
+            "paired": paired, "runs": per_run, "missing": missing}
+
+
+#: the arm the others are compared with, seed by seed, when the study has it (else its first arm)
+REFERENCE = "cadft_then_grpo"
+
+
+def paired_differences(per_run: list[dict], arm_names: list[str], columns: list[str]) -> dict:
+    """The reference arm minus each other arm, seed by seed (a seed is the same data order in every arm, so the
+    paired difference cancels what the order does to all of them), before and after RL: mean ± SE over the seeds
+    both have."""
+    if len(arm_names) < 2:
+        return {}
+    ref = REFERENCE if REFERENCE in arm_names else arm_names[0]
+    by = {(r["arm"], r["seed"]): r["scores"] for r in per_run}
+    out = {"reference": ref, "against": {}}
+    for other in (a for a in arm_names if a != ref):
+        seeds = sorted(s for (a, s) in by if a == ref and (other, s) in by)
+        out["against"][other] = {"seeds": seeds, **{stage: {c: mean_se([
+            by[(ref, s)][stage][c] - by[(other, s)][stage][c] for s in seeds
+            if by[(ref, s)][stage] and by[(other, s)][stage]
+            and None not in (by[(ref, s)][stage].get(c), by[(other, s)][stage].get(c))]) for c in columns}
+            for stage in ("before", "after")}}
+    return out
 
 
 def _cell(stat: dict, signed: bool = False) -> str:
     if not stat or stat["mean"] is None:
         return "–"
-    mean = f"{100 * stat['mean']:+.1f}" if signed else f"{100 * stat['mean']:.1f}"
+    value = 100 * stat["mean"]
+    value = 0.0 if abs(value) < 0.05 else value  # no "-0.0"
+    mean = f"{value:+.1f}" if signed else f"{value:.1f}"
     return f"{mean} ± {100 * stat['se']:.1f}" if stat["se"] is not None else mean
 
 
@@ -120,6 +146,19 @@ def markdown(data: dict, title: str) -> str:
         for name, arm in data["arms"].items():
             lines.append(f"| {name} | " + " | ".join(_cell(arm[stage][c], stage in ("rl_gain", "over_base"))
                                                       for c in cols) + " |")
+    paired = data.get("paired") or {}
+    if paired:
+        ref = paired["reference"]
+        lines += ["", f"## {ref} minus each other recipe, seed by seed (points)", "",
+                  "The same seed is the same data order in every recipe, so these paired differences cancel what the "
+                  "order does to all of them.", "",
+                  "| against | seeds | " + " | ".join(f"{disp[c]} before RL" for c in cols) + " | "
+                  + " | ".join(f"{disp[c]} after RL" for c in cols) + " |",
+                  "|---|---:|" + "---:|" * (2 * len(cols))]
+        for other, diff in paired["against"].items():
+            lines.append(f"| {other} | {len(diff['seeds'])} | "
+                         + " | ".join(_cell(diff["before"][c], True) for c in cols) + " | "
+                         + " | ".join(_cell(diff["after"][c], True) for c in cols) + " |")
     lines += ["", "## Runs", "",
               "| recipe | seed | before RL | after RL | stage-1 down-weighted (last step) | stage-2 reward (last step) "
               "| wall (s) | report (in the study folder) |", "|---|---:|---:|---:|---:|---:|---:|---|"]

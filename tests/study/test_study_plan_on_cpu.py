@@ -136,6 +136,13 @@ def test_the_table_is_mean_and_standard_error_over_seeds(tmp_path):
     assert "| cadft_then_grpo | 3 | 20.0 ± 0.0 | 40.0 ± 5.8 | **40.0 ± 2.9** | +0.0 ± 2.9 | +20.0 ± 2.9 |" in md
     assert "| grpo | 2 | 20.0 ± 0.0 | 20.0 ± 0.0 | **25.0 ± 5.0** | +5.0 ± 5.0 | +5.0 ± 5.0 |" in md
     assert "Not finished" in md and os.path.getsize(table["paths"]["png"]) > 5000
+    # paired by seed against CADFT: the seeds both have (0 and 1), before RL 0.3 - 0.2 and 0.4 - 0.2
+    paired = table["data"]["paired"]
+    assert paired["reference"] == "cadft_then_grpo" and paired["against"]["grpo"]["seeds"] == [0, 1]
+    assert paired["against"]["grpo"]["before"]["arith"]["mean"] == pytest.approx(0.15)
+    assert paired["against"]["grpo"]["after"]["arith"]["mean"] == pytest.approx(0.125)  # 0.15 and 0.10
+    assert "## cadft_then_grpo minus each other recipe, seed by seed (points)" in md
+    assert "| grpo | 2 | +15.0 ± 5.0 | +15.0 ± 5.0 | +12.5 ± 2.5 | +12.5 ± 2.5 |" in md
     assert mean_se([0.5])["se"] is None and mean_se([])["mean"] is None
 
 
