@@ -19,17 +19,10 @@ import shutil
 import subprocess
 import time
 
-from cadft_verl.study.plan import Run
+from cadft_verl.study.plan import Run, _read, override_key
 
 RUN_FILE = "study_run.json"
 CONSOLE_LOG = "console.log"
-
-
-def _read(path: str) -> dict | None:
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 def report_path(run: Run) -> str:
@@ -58,10 +51,8 @@ def share_base_eval(run: Run, finished: list[Run]) -> str | None:
 
 
 def _model(run: Run) -> str | None:
-    for item in run.overrides:
-        if item.split("=", 1)[0].lstrip("+") == "actor_rollout_ref.model.path":
-            return item.split("=", 1)[1]
-    return None
+    return next((o.split("=", 1)[1] for o in run.overrides if override_key(o) == "actor_rollout_ref.model.path"),
+                None)
 
 
 def start_run(run: Run, finished: list[Run], show=None) -> dict:

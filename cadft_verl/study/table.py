@@ -12,7 +12,7 @@ import json
 import math
 import os
 
-from cadft_verl.study.plan import StudyPlan
+from cadft_verl.study.plan import StudyPlan, _read
 
 STUDY_REPORT = "table"
 STAGES = ("before", "after", "rl_gain", "over_base")
@@ -65,10 +65,8 @@ def collect(plan: StudyPlan) -> dict:
         if not os.path.isfile(path):
             missing.append(run.run_dir)
             continue
-        with open(path, encoding="utf-8") as f:
-            report = json.load(f)
-        summary_path = os.path.join(run.run_dir, "summary.json")
-        summary = json.load(open(summary_path, encoding="utf-8")) if os.path.isfile(summary_path) else {}
+        report = _read(path)
+        summary = _read(os.path.join(run.run_dir, "summary.json")) or {}
         cols = [*report["benchmarks"], "average"]
         columns = cols if columns is None else [c for c in columns if c in cols]
         display.update(report.get("display") or {})
