@@ -113,8 +113,13 @@ class _Tee(io.TextIOBase):
 
 
 class LaunchConsole:
-    def __init__(self, run_dir: str, verbose: bool = False, log_name: str = LOG_FILE):
+    def __init__(self, run_dir: str, verbose: bool = False, log_name: str = LOG_FILE, created: bool | None = None,
+                 keep_out: tuple[str, ...] = ("launch.lock",)):
+        """``created``: whether this launch made the run folder (default: it does not exist yet when the console
+        opens); a failed launch that made it and wrote nothing there but its log (and ``keep_out``) removes it."""
         self.log_path = os.path.join(os.path.abspath(run_dir), log_name)
+        self._made = created
+        self._keep_out = set(keep_out)
         self.verbose = verbose or os.environ.get("CADFT_VERL_VERBOSE") == "1"
         self._created = False  # open() created the run folder
         self._term = None  # the terminal's stdout (a duplicated file descriptor)
@@ -127,7 +132,8 @@ class LaunchConsole:
     # -------------------------------------------------------------------------------------------------------
     def open(self) -> "LaunchConsole":
         global _ACTIVE
-        self._created = not os.path.exists(os.path.dirname(self.log_path))  # removed again if nothing else is written
+        # removed again if nothing else is written
+        self._created = self._made if self._made is not None else not os.path.exists(os.path.dirname(self.log_path))
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
         sys.stdout.flush()
         sys.stderr.flush()
@@ -158,7 +164,8 @@ class LaunchConsole:
         self._end_line()
         run_dir = os.path.dirname(self.log_path)
         # a launch that failed before writing anything but its log (bad input): leave no run folder behind
-        untouched = failed and self._created and set(os.listdir(run_dir)) <= {os.path.basename(self.log_path)}
+        untouched = failed and self._created and \
+            set(os.listdir(run_dir)) <= {os.path.basename(self.log_path), *self._keep_out}
         if self._saved is not None:
             print(f"[cadft-verl] launch failed before any stage started: nothing written to {run_dir}" if untouched
                   else f"[cadft-verl] {'launch failed; ' if failed else ''}full log: {self.log_path}", flush=True)

@@ -6,7 +6,7 @@ It registers everything this project adds to verl:
 - the CADFT/DFT/SFT losses (importable as ``cadft_verl.losses``; the trainers install them with verl's
   ``set_loss_fn`` hook);
 - under the one launch (``CADFT_VERL_RESUMABLE_METRICS=1``), the file-logger backend that keeps a stage's metric
-  history across a resume (``cadft_verl.trainer.metrics_history``).
+  history across a resume (``cadft_verl.integration.metrics_history``).
 
 verl swallows plugin import errors (logged at debug level only), so a broken plugin would fail silently. This module
 therefore reports any failure itself, on stderr, before re-raising; ``cadft_verl.plugin.ensure_loaded()`` lets
@@ -25,9 +25,9 @@ LOADED = False
 
 
 def _load() -> None:
-    from cadft_verl.launcher_alias import install
+    from cadft_verl.integration.launcher_alias import install
     from cadft_verl.platform import activate_cpu_platform, cpu_platform_selected
-    from cadft_verl.trainer.metrics_history import install_if_requested
+    from cadft_verl.integration.metrics_history import install_if_requested
 
     install()
     if cpu_platform_selected():

@@ -18,6 +18,8 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
+from cadft_verl.utils.files import atomic_path, read_json, read_jsonl, write_json, write_jsonl
+
 REWRITE_DIR = "rewrite"
 AUDIT_FILE = "audit.jsonl"
 TARGETS_FILE = "targets.json"
@@ -49,35 +51,17 @@ class AuditRecord:
         return json.dumps(asdict(self), ensure_ascii=False, default=str)
 
 
-def write_jsonl(path: str, records) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write((r.to_json() if isinstance(r, AuditRecord) else json.dumps(r, ensure_ascii=False)) + "\n")
-    os.replace(tmp, path)
-
-
-def read_jsonl(path: str) -> list[dict]:
-    if not os.path.exists(path):
-        return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def save_rewrite_state(folder: str, dataset, audit: list[dict], write_dataset: bool = True) -> str:
     """Write audit, targets and (when anything was rewritten) the rewritten dataset into ``folder/rewrite``."""
     out = os.path.join(folder, REWRITE_DIR)
     os.makedirs(out, exist_ok=True)
-    write_jsonl(os.path.join(out, AUDIT_FILE), audit)
+    write_jsonl(os.path.join(out, AUDIT_FILE),
+                [json.loads(r.to_json()) if isinstance(r, AuditRecord) else r for r in audit])
     targets = {str(k): v for k, v in sorted(dataset.targets().items())}
-    tmp = os.path.join(out, TARGETS_FILE + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(targets, f, ensure_ascii=False)
-    os.replace(tmp, os.path.join(out, TARGETS_FILE))
+    write_json(os.path.join(out, TARGETS_FILE), targets, indent=None)
     if write_dataset and targets:
-        path = os.path.join(out, DATASET_FILE)
-        dataset.write_parquet(path + ".tmp.parquet")
-        os.replace(path + ".tmp.parquet", path)
+        with atomic_path(os.path.join(out, DATASET_FILE)) as tmp:
+            dataset.write_parquet(tmp)
     return out
 
 
@@ -85,7 +69,7 @@ def load_rewrite_state(folder: str, dataset) -> list[dict]:
     """Restore the rewritten targets into ``dataset``; return the audit so far (empty when no rewrite state)."""
     out = os.path.join(folder, REWRITE_DIR)
     targets_path = os.path.join(out, TARGETS_FILE)
-    if os.path.exists(targets_path):
-        with open(targets_path, encoding="utf-8") as f:
-            dataset.restore(json.load(f))
+    targets = read_json(targets_path)
+    if targets is not None:
+        dataset.restore(targets)
     return read_jsonl(os.path.join(out, AUDIT_FILE))

@@ -192,13 +192,10 @@ def _count(n: int, word: str) -> str:
 
 
 def scores_line(run) -> str:
-    import json
-
-    from cadft_verl.study.runner import report_path
+    from cadft_verl.launch.run_dir import RunDir
     from cadft_verl.study.table import run_scores
 
-    with open(report_path(run), encoding="utf-8") as f:
-        s = run_scores(json.load(f))
+    s = run_scores(RunDir(run.run_dir).report_json())
     parts = [f"{name} {100 * s[key]['average']:.1f}" for key, name in
              (("base", "base"), ("before", "before RL"), ("after", "after RL")) if s.get(key)]
     return ", ".join(parts) + " (average %)"

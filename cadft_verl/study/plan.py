@@ -9,13 +9,12 @@ folder, ``<out>/runs/<arm>/seed<k>``: a launch's ``trainer.default_local_dir``.
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import sys
 from dataclasses import asdict, dataclass, field
 
 from cadft_verl.study.arms import Arm, seed_overrides
+from cadft_verl.utils.files import FolderBusyError, FolderLock, lock_holder, read_json, write_json
 
 STUDY_FILE = "study.json"
 LOCK_FILE = "study.lock"
@@ -104,23 +103,9 @@ def make_plan(out: str, arms: list[Arm], seeds, overrides: list[str], embedded: 
     return plan
 
 
-def _read(path: str) -> dict | None:
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def _write(path: str, data: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
-
-
 def check_folder(plan: StudyPlan) -> None:
     """Refuse a folder that holds another study (other settings) or one being written by a running study."""
-    old = _read(os.path.join(plan.out, STUDY_FILE))
+    old = read_json(os.path.join(plan.out, STUDY_FILE))
     if old is not None and old.get("settings") != plan.settings():
         theirs, ours = old.get("settings", {}), plan.settings()
         diff = [f"  {k}: there {theirs.get(k)!r}, here {ours.get(k)!r}" for k in sorted({*theirs, *ours})
@@ -131,65 +116,34 @@ def check_folder(plan: StudyPlan) -> None:
     if os.path.isdir(plan.out) and old is None and any(e != LOCK_FILE for e in os.listdir(plan.out)):
         raise ValueError(f"{plan.out} is not empty and holds no {STUDY_FILE}: give the study an empty or new --out "
                          f"(it has {sorted(os.listdir(plan.out))[:8]})")
-    holder = lock_holder(plan.out)
+    holder = lock_holder(plan.out, LOCK_FILE)
     if holder is not None:
-        raise ValueError(f"{plan.out}: another study is writing into this folder (pid {holder['pid']} on "
-                         f"{holder['host']}, since {holder['since']}); wait for it or give this one another --out")
+        raise ValueError(f"{plan.out}: another study is writing into this folder (pid {holder.get('pid')} on "
+                         f"{holder.get('host')}); wait for it or give this one another --out")
 
 
-def lock_holder(out: str) -> dict | None:
-    """The live study holding the folder's lock (a lock left by a dead process is stale: None)."""
-    info = _read(os.path.join(out, LOCK_FILE))
-    if info is None or info.get("host") != socket.gethostname():
-        return info
-    try:
-        os.kill(int(info["pid"]), 0)
-    except (ProcessLookupError, ValueError, KeyError):
-        return None
-    except PermissionError:
-        return info
-    return info
-
-
-class StudyLock:
-    """``<out>/study.lock`` while the study runs (taken atomically; a stale one is replaced)."""
+class StudyLock(FolderLock):
+    """``<out>/study.lock`` while the study runs (``cadft_verl.utils.files.FolderLock``: safe against an empty or
+    stale lock file and against two studies that find the same stale lock at once)."""
 
     def __init__(self, out: str):
-        self.path = os.path.join(out, LOCK_FILE)
+        super().__init__(out, LOCK_FILE, what="study")
 
-    def __enter__(self):
-        import time
-
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        if os.path.exists(self.path) and lock_holder(os.path.dirname(self.path)) is None:
-            os.remove(self.path)
+    def acquire(self) -> StudyLock:
         try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            holder = lock_holder(os.path.dirname(self.path)) or {}
-            raise ValueError(f"{os.path.dirname(self.path)}: another study is writing into this folder (pid "
-                             f"{holder.get('pid')}); wait for it or give this one another --out") from None
-        with os.fdopen(fd, "w") as f:
-            json.dump({"pid": os.getpid(), "host": socket.gethostname(),
-                       "since": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
-        return self
-
-    def __exit__(self, *exc):
-        try:
-            os.remove(self.path)
-        except FileNotFoundError:
-            pass
-        return False
+            return super().acquire()
+        except FolderBusyError as e:
+            raise ValueError(f"{e} (another study is writing into this folder)") from None
 
 
 def record_study(plan: StudyPlan) -> str:
     """Write ``study.json``: the settings, and the union of this and earlier invocations' recipes, seeds and runs."""
     path = os.path.join(plan.out, STUDY_FILE)
-    old = _read(path) or {}
+    old = read_json(path) or {}
     arms = list(dict.fromkeys([*old.get("recipes", []), *(a.name for a in plan.arms)]))
     seeds = list(dict.fromkeys([*old.get("seeds", []), *plan.seeds]))
     runs = {r["run_dir"]: r for r in old.get("runs", [])}
     runs.update({r.run_dir: asdict(r) for r in plan.runs})
     os.makedirs(plan.out, exist_ok=True)
-    _write(path, {"settings": plan.settings(), "recipes": arms, "seeds": seeds, "runs": list(runs.values())})
+    write_json(path, {"settings": plan.settings(), "recipes": arms, "seeds": seeds, "runs": list(runs.values())})
     return path

@@ -13,37 +13,35 @@ settings, else evaluates again).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import time
 
-from cadft_verl.study.plan import Run, _read, override_key
+from cadft_verl.console import LOG_FILE
+from cadft_verl.launch.run_dir import RunDir
+from cadft_verl.study.plan import Run, override_key
+from cadft_verl.utils.files import read_json, write_json
 
 RUN_FILE = "study_run.json"
 CONSOLE_LOG = "console.log"
 
 
-def report_path(run: Run) -> str:
-    return os.path.join(run.run_dir, "eval", "cold_start.json")
-
-
 def run_finished(run: Run) -> bool:
-    summary = _read(os.path.join(run.run_dir, "summary.json")) or {}
-    recorded = _read(os.path.join(run.run_dir, RUN_FILE)) or {}
+    summary = RunDir(run.run_dir).summary()
+    recorded = read_json(os.path.join(run.run_dir, RUN_FILE), tolerant=True) or {}
     report = (((summary.get("results") or {}).get("eval") or {}).get("report") or {}).get("json")
     return bool(report) and os.path.isfile(report) and recorded.get("overrides") == run.overrides
 
 
 def share_base_eval(run: Run, finished: list[Run]) -> str | None:
     """Copy a finished run's base-model evaluation into ``run`` (before its launch); the source folder or None."""
-    target = os.path.join(run.run_dir, "eval", "base")
+    target = RunDir(run.run_dir).eval_model_dir("base")
     if os.path.exists(target):
         return None
     model = _model(run)
     for other in finished:
-        source = os.path.join(other.run_dir, "eval", "base")
+        source = RunDir(other.run_dir).eval_model_dir("base")
         if _model(other) == model and os.path.isfile(os.path.join(source, "eval_key.json")):
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("merged_model"))
             return source
@@ -61,9 +59,8 @@ def start_run(run: Run, finished: list[Run], show=None) -> dict:
     a signal to the study (Ctrl-C, a kill of the group) reaches the launch too."""
     os.makedirs(run.run_dir, exist_ok=True)
     shared = share_base_eval(run, finished)
-    with open(os.path.join(run.run_dir, RUN_FILE), "w", encoding="utf-8") as f:
-        json.dump({"arm": run.arm, "seed": run.seed, "recipe": run.recipe, "overrides": run.overrides,
-                   "base_eval_from": shared}, f, indent=1)
+    write_json(os.path.join(run.run_dir, RUN_FILE), {"arm": run.arm, "seed": run.seed, "recipe": run.recipe,
+                                                     "overrides": run.overrides, "base_eval_from": shared}, indent=1)
     console = os.path.join(run.run_dir, CONSOLE_LOG)
     t0 = time.time()
     with open(console, "a", encoding="utf-8") as log:
@@ -78,4 +75,4 @@ def start_run(run: Run, finished: list[Run], show=None) -> dict:
                 show(line.rstrip("\n"))
         rc = proc.wait()
     return {"ok": rc == 0 and run_finished(run), "rc": rc, "seconds": time.time() - t0, "console": console,
-            "launch_log": os.path.join(run.run_dir, "launch.log")}
+            "launch_log": os.path.join(run.run_dir, LOG_FILE)}

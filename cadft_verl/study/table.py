@@ -12,7 +12,9 @@ import json
 import math
 import os
 
-from cadft_verl.study.plan import StudyPlan, _read
+from cadft_verl.launch.run_dir import RunDir
+from cadft_verl.study.plan import StudyPlan
+from cadft_verl.utils.files import write_text
 
 STUDY_REPORT = "table"
 STAGES = ("before", "after", "rl_gain", "over_base")
@@ -61,12 +63,13 @@ def collect(plan: StudyPlan) -> dict:
     """The finished runs' scores and the per-arm aggregates; runs without a report are listed as missing."""
     per_run, missing, columns, display, metric = [], [], None, {}, None
     for run in plan.runs:
-        path = os.path.join(run.run_dir, "eval", "cold_start.json")
+        layout = RunDir(run.run_dir)
+        path = layout.report("json")
         if not os.path.isfile(path):
             missing.append(run.run_dir)
             continue
-        report = _read(path)
-        summary = _read(os.path.join(run.run_dir, "summary.json")) or {}
+        report = layout.report_json()
+        summary = layout.summary()
         cols = [*report["benchmarks"], "average"]
         columns = cols if columns is None else [c for c in columns if c in cols]
         display.update(report.get("display") or {})
@@ -222,9 +225,7 @@ def write_table(plan: StudyPlan, title: str | None = None) -> dict:
                       f"{'s' * (n_seeds != 1)})")
     paths = {k: os.path.join(plan.out, f"{STUDY_REPORT}.{k}") for k in ("md", "json", "png")}
     md = markdown(data, title)
-    for key, text in (("md", md), ("json", json.dumps(data, indent=2))):
-        with open(paths[key] + ".tmp", "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(paths[key] + ".tmp", paths[key])
+    write_text(paths["md"], md)
+    write_text(paths["json"], json.dumps(data, indent=2))
     plot(data, paths["png"], title)
     return {"data": data, "paths": paths, "markdown": md}

@@ -8,10 +8,11 @@ folder). Used by the drop-in SFT stage (SPMD) and stage 1 of the one launch (Ray
 
 from __future__ import annotations
 
-import json
 import os
 
 import torch.distributed as dist
+
+from cadft_verl.utils.files import read_json, write_json
 
 STATE_FILE = "cadft_state.json"
 
@@ -37,10 +38,7 @@ class ExtraStateCheckpointHandler:
         if self._rank() == 0:
             os.makedirs(folder, exist_ok=True)
             state = {name: obj.state_dict() for name, obj in self._objects.items()}
-            tmp = os.path.join(folder, STATE_FILE + ".tmp")
-            with open(tmp, "w") as f:
-                json.dump({"step": step, **state}, f)
-            os.replace(tmp, os.path.join(folder, STATE_FILE))
+            write_json(os.path.join(folder, STATE_FILE), {"step": step, **state}, indent=None)
             if self._save_files is not None:
                 self._save_files(folder)
         return self._inner.save_checkpoint(step)
@@ -56,8 +54,7 @@ class ExtraStateCheckpointHandler:
                     "that checkpoint is missing; resume from a checkpoint written by cadft_verl or set "
                     "trainer.resume_mode=disable"
                 )
-            with open(path) as f:
-                state = json.load(f)
+            state = read_json(path)
             for name, obj in self._objects.items():
                 if name in state:
                     obj.load_state_dict(state[name])

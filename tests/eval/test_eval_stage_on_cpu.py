@@ -9,7 +9,8 @@ import shutil
 import pytest
 from hydra import compose, initialize_config_module
 
-from cadft_verl.eval.stage import run_eval_stage
+from cadft_verl.launch.evaluate import run_eval_stage
+from cadft_verl.launch.run_dir import RunDir
 from cadft_verl.main import check_inputs
 
 
@@ -69,12 +70,11 @@ def test_eval_stage_reports_base_warm_start_and_rl_and_resumes(tmp_path, small_m
     # the training stages' metric history, as the launch passes it (summary.json's results): read into the report
     history = tmp_path / "stage1.jsonl"
     history.write_text("".join(json.dumps({"step": s, "data": {"stage1/train/loss": 1.0 / s}}) + "\n" for s in (1, 2)))
-    from cadft_verl.trainer.progress import STAGE1_KEYS, history_summary
+    from cadft_verl.launch.progress import STAGE1_KEYS, history_summary
 
     results = {"stage1": {"stage": "cadft", "loss": "cadft", "steps": 2, "hf_model": str(export),
                           "history": history_summary(str(history), STAGE1_KEYS)}}
-    result = run_eval_stage(config, str(run), results)
-    result.pop("_markdown")
+    result = run_eval_stage(config, RunDir(run), results)
     assert set(result["models"]) == {"base", "stage1", "stage2"}
     assert result["models"]["base"]["model"] == small_model and result["models"]["stage1"]["model"] == str(export)
     stage2 = result["models"]["stage2"]
@@ -104,23 +104,23 @@ def test_eval_stage_reports_base_warm_start_and_rl_and_resumes(tmp_path, small_m
 
     # a rerun evaluates nothing again; new weights in stage 1's export: only stage 1 again
     stamps = {label: os.stat(rec["metrics"]).st_mtime_ns for label, rec in result["models"].items()}
-    again = run_eval_stage(config, str(run), {})
+    again = run_eval_stage(config, RunDir(run), {})
     assert all(rec["skipped"] for rec in again["models"].values())
     weights = export / "model.safetensors"
     os.utime(weights, ns=(stamps["base"] + 10**9, stamps["base"] + 10**9))
-    third = run_eval_stage(config, str(run), {})
+    third = run_eval_stage(config, RunDir(run), {})
     assert {label for label, rec in third["models"].items() if not rec["skipped"]} == {"stage1"}
     # other settings: everything again; eval.models narrows the set
     fourth = run_eval_stage(_config(small_model, f"eval.benchmarks=['two={two_problems}']", "eval.k=1",
                                     "eval.greedy=true", "eval.max_new_tokens=4", "eval.template=chat",
-                                    "eval.score_workers=0", "eval.models=[base,stage2]"), str(run), {})
+                                    "eval.score_workers=0", "eval.models=[base,stage2]"), RunDir(run), {})
     assert set(fourth["models"]) == {"base", "stage2"} and not any(r["skipped"] for r in fourth["models"].values())
 
 
 def test_the_fresh_process_path_of_the_vllm_backend_runs_one_models_eval(tmp_path, small_model, two_problems):
     """With vLLM each model is evaluated in a fresh process (GPU memory given back): the same run_eval, from the
     RunConfig as JSON (here with the hf backend, there is no GPU)."""
-    from cadft_verl.eval.stage import _run_isolated, run_config
+    from cadft_verl.launch.evaluate import _run_isolated, run_config
 
     ev = {"k": 1, "greedy": True, "max_new_tokens": 4, "template": "chat", "backend": "hf", "score_workers": 0}
     cfg = run_config(ev, small_model, str(tmp_path / "out"), [f"two={two_problems}"], "base", False)

@@ -39,7 +39,7 @@ def test_cpu_platform_is_never_auto_detected():
 def test_a_broken_plugin_fails_loudly():
     code = (
         "import sys\n"
-        "sys.modules['cadft_verl.launcher_alias'] = None  # make the plugin's own import fail\n"
+        "sys.modules['cadft_verl.integration.launcher_alias'] = None  # make the plugin's own import fail\n"
         "import verl  # verl itself only logs the failure at debug level\n"
         "try:  # what every cadft_verl entry point does first\n"
         "    from cadft_verl.plugin import ensure_loaded\n"

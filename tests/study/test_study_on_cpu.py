@@ -20,7 +20,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "launcher"))
 from launch import launch, launch_and_kill_when  # noqa: E402
 
-from cadft_verl.trainer.metrics_history import read_history, read_rows  # noqa: E402
+from cadft_verl.integration.metrics_history import read_history, read_rows  # noqa: E402
 
 pytestmark = pytest.mark.vllm  # stage 2's rollouts need vLLM (tests/conftest.py skips it where it is missing)
 

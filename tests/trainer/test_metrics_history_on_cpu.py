@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from cadft_verl.trainer import metrics_history as mh
+from cadft_verl.integration import metrics_history as mh
 
 
 def _raw_steps(path):
@@ -56,7 +56,8 @@ def test_verl_tracking_keeps_every_step_once_across_a_kill_and_a_resume(tmp_path
     first.log({"val/acc": 0.1}, step=0)  # validation before the first step
     for step in range(1, 7):  # trained up to step 6, checkpoint at step 4, killed after step 6 (no finish)
         first.log({"train/loss": np.float32(1.0 / step), "critic/score/mean": step / 10}, step=step)
-    first.logger["file"].fp.close()
+    with open(path, "a") as f:  # killed while verl wrote step 7's row
+        f.write('{"step": 7, "data": {"train/lo')
 
     mh.keep_until(str(path), 4)  # the launcher, before verl's trainer resumes from global_step_4
     again = tracking.Tracking("proj", "exp_stage2", default_backend=["file"])
@@ -72,9 +73,22 @@ def test_verl_tracking_keeps_every_step_once_across_a_kill_and_a_resume(tmp_path
     assert history[6]["data"]["critic/score/mean"] == 0.6  # redone after the resume: the new value
 
 
+def test_a_row_cut_by_a_kill_does_not_swallow_the_next_one(tmp_path, monkeypatch):
+    """Appending after a cut row would glue the next row to it (one broken line: that step lost); the logger cuts
+    the broken end off first."""
+    monkeypatch.delenv("VERL_FILE_LOGGER_PATH", raising=False)
+    monkeypatch.setenv("VERL_FILE_LOGGER_ROOT", str(tmp_path))
+    logger = mh.ResumableFileLogger("p", "e")
+    logger.log({"a": 1.0}, step=1)
+    with open(logger.filepath, "a") as f:
+        f.write('{"step": 2, "data": {"a"')
+    mh.ResumableFileLogger("p", "e").log({"a": 3.0}, step=3)
+    assert [(r["step"], r["data"]["a"]) for r in mh.read_history(logger.filepath)] == [(1, 1.0), (3, 3.0)]
+
+
 def test_the_summary_and_the_report_read_the_history(tmp_path):
-    from cadft_verl.eval.stage import training_markdown
-    from cadft_verl.trainer.progress import STAGE1_KEYS, STAGE2_KEYS, history_summary
+    from cadft_verl.eval.cold_start import training_markdown
+    from cadft_verl.launch.progress import STAGE1_KEYS, STAGE2_KEYS, history_summary
 
     s1, s2 = tmp_path / "s1.jsonl", tmp_path / "s2.jsonl"
     s1.write_text("".join(json.dumps({"step": s, "data": {"stage1/train/loss": 3.0 - s, "stage1/cadft/nll": 2.0,
@@ -96,7 +110,7 @@ def test_the_summary_and_the_report_read_the_history(tmp_path):
 def test_stage1_checkpoints_a_quarter_of_the_way_by_default():
     from hydra import compose, initialize_config_module
 
-    from cadft_verl.trainer.ray_stage import save_every
+    from cadft_verl.launch.warm_start import save_every
 
     with initialize_config_module(config_module="cadft_verl.recipes", version_base=None):
         cfg = compose("main", overrides=["recipe=cadft_then_grpo", "profile=cpu"])
@@ -108,7 +122,7 @@ def test_stage1_checkpoints_a_quarter_of_the_way_by_default():
 def test_stage2_resume_step_follows_verls_resume_mode(tmp_path):
     from omegaconf import OmegaConf
 
-    from cadft_verl.main import stage2_resume_step
+    from cadft_verl.launch.rl import stage2_resume_step
 
     cfg = OmegaConf.create({"trainer": {"default_local_dir": str(tmp_path), "resume_mode": "auto"}})
     assert stage2_resume_step(cfg) == 0
@@ -159,7 +173,7 @@ def test_the_console_shows_progress_and_summary_lines_and_the_log_gets_everythin
 def test_stage2_progress_follows_its_history_from_the_resumed_step(tmp_path, monkeypatch):
     """Stage 2 runs in verl's TaskRunner: the launch's console follows its history file (what the resumed launch
     shows after a kill at step 3 with the checkpoint of step 2, as measured in a real launch)."""
-    import cadft_verl.trainer.progress as launcher
+    import cadft_verl.launch.progress as launcher
 
     shown = []
     monkeypatch.setattr(launcher, "show_progress", lambda label, step, total, values: shown.append((step, values)))

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from cadft_verl.losses.engine_loss import flatten_token_batch, per_sample_nll
 from cadft_verl.rewrite import IndexedSFTCollator
-
-from .hook import prepass_batch_settings
+from cadft_verl.trainer.hook import prepass_batch_settings
 
 
 class ActorScorer:

@@ -18,8 +18,9 @@ worker, so that verl's stage-2 trainer (in its TaskRunner actor) logs through it
 
 from __future__ import annotations
 
-import json
 import os
+
+from cadft_verl.utils.files import append_jsonl, read_jsonl, write_jsonl
 
 ENV = "CADFT_VERL_RESUMABLE_METRICS"
 
@@ -33,23 +34,10 @@ def metrics_path(project_name: str, experiment_name: str) -> str:
     return os.path.abspath(os.path.join(root, project_name, f"{experiment_name}.jsonl"))
 
 
-def read_rows(path: str) -> list[dict]:
-    """The file's rows as written; a line cut off by a kill (not valid JSON) is skipped."""
-    rows = []
-    if not os.path.isfile(path):
-        return rows
-    with open(path, "rb") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(row, dict) and "step" in row:
-                rows.append({"step": int(row["step"]), "data": dict(row.get("data") or {})})
-    return rows
+def read_rows(path: str, warn: bool = False) -> list[dict]:
+    """The file's rows as written; a line cut off by a kill (or still being written) is left out."""
+    return [{"step": int(row["step"]), "data": dict(row.get("data") or {})}
+            for row in read_jsonl(path, warn=warn) if isinstance(row, dict) and "step" in row]
 
 
 def merge_rows(rows: list[dict]) -> list[dict]:
@@ -65,21 +53,13 @@ def read_history(path: str) -> list[dict]:
     return merge_rows(read_rows(path))
 
 
-def _write(path: str, rows: list[dict]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        for row in rows:
-            f.write(json.dumps(row, default=float) + "\n")
-    os.replace(tmp, path)
-
-
 def keep_until(path: str, step: int) -> int:
     """Keep the history of steps ``<= step`` (the checkpoint a stage resumes from; 0: a fresh start keeps only a
     validation before the first step); returns the number of rows kept."""
     if not os.path.exists(path):
         return 0
     rows = [r for r in read_history(path) if r["step"] <= step]
-    _write(path, rows)
+    write_jsonl(path, rows)
     return len(rows)
 
 
@@ -95,7 +75,8 @@ def _jsonable(data: dict) -> dict:
 
 
 class ResumableFileLogger:
-    """verl's file-logger backend (same path, same rows) that appends instead of truncating."""
+    """verl's file-logger backend (same path, same rows) that appends instead of truncating. Each row is appended
+    whole (``cadft_verl.utils.files.append_jsonl``: a row cut by a kill is cut off before the next one is written)."""
 
     def __init__(self, project_name: str, experiment_name: str):
         self.project_name = project_name
@@ -103,37 +84,26 @@ class ResumableFileLogger:
         self.filepath = metrics_path(project_name, experiment_name)
         os.makedirs(os.path.dirname(self.filepath), exist_ok=True)
         print(f"Creating file logger at {self.filepath} (appending: earlier steps are kept)")
-        self.fp = None
         self._steps: set[int] | None = None
-
-    def _open(self):
-        if self.fp is None:
-            self._steps = {r["step"] for r in read_rows(self.filepath)}
-            self.fp = open(self.filepath, "a", buffering=1)
-        return self.fp
 
     def keep_until(self, step: int) -> int:
         """Drop the rows of the steps after ``step`` (called before a resumed stage logs its first row)."""
-        self.finish()
+        self._steps = None
         return keep_until(self.filepath, step)
 
     def log(self, data, step):
-        fp = self._open()
+        if self._steps is None:
+            self._steps = {r["step"] for r in read_rows(self.filepath, warn=True)}
         step = int(step)
         row = {"step": step, "data": _jsonable(dict(data))}
         if step in self._steps:  # the same step again (a validation at the step a stage resumed from): one row
-            self.finish()
-            _write(self.filepath, merge_rows(read_rows(self.filepath) + [row]))
-            self._open()
+            write_jsonl(self.filepath, merge_rows(read_rows(self.filepath) + [row]))
             return
-        fp.write(json.dumps(row, default=float) + "\n")
-        fp.flush()
+        append_jsonl(self.filepath, row)
         self._steps.add(step)
 
     def finish(self):
-        if self.fp is not None:
-            self.fp.close()
-            self.fp = None
+        pass
 
 
 def install() -> None:

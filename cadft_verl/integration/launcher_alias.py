@@ -12,7 +12,7 @@ import importlib.util
 import os
 import sys
 
-ALIASES = {"verl.trainer.main": os.path.join(os.path.dirname(os.path.abspath(__file__)), "main.py")}
+ALIASES = {"verl.trainer.main": os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "main.py")}
 
 
 class _AliasFinder(importlib.abc.MetaPathFinder):

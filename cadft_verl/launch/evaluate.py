@@ -1,5 +1,5 @@
-"""The ``eval`` stage of the one launch: the base model, stage 1's HF export and stage 2's final checkpoint on the
-configured benchmarks, and the run's cold-start report.
+"""The ``eval`` stage of the one launch (summary key ``eval``): the base model, stage 1's HF export and stage 2's
+final checkpoint on the configured benchmarks, and the run's cold-start report (``cadft_verl.eval.cold_start``).
 
 Configured by the ``eval:`` block of ``recipes/main.yaml`` (docs/eval.md). Outputs, below ``<run dir>/eval/``:
 
@@ -24,13 +24,13 @@ from dataclasses import asdict, fields
 
 from omegaconf import OmegaConf
 
-from cadft_verl.eval.model_path import ModelPathError, is_hf_model, model_fingerprint, resolve_model
+from cadft_verl.eval.model_path import model_fingerprint, resolve_model
+from cadft_verl.launch.run_dir import MODELS, RunDir
+from cadft_verl.launch.stages import Launch, Stage, register
+from cadft_verl.utils.files import read_json, write_json
 
-MODELS = ("base", "stage1", "stage2")
 #: the report's name of an RL stage by verl's algorithm.adv_estimator (GAE advantages with a critic: PPO)
 ALGORITHM_NAMES = {"gae": "ppo"}
-EVAL_DIR = "eval"
-REPORT = "cold_start"
 BACKENDS = ("auto", "hf", "vllm")
 # eval-block keys passed to RunConfig under the same name
 _RUN_KEYS = ("limit", "k", "greedy", "temperature", "top_p", "max_new_tokens", "template", "backend", "batch_size",
@@ -128,28 +128,18 @@ def select_benchmarks(ev: dict) -> tuple[list[str], list[str]]:
     return chosen, notices
 
 
-def _read_json(path: str) -> dict | None:
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def find_models(config, run_dir: str, results: dict) -> list[dict]:
+def find_models(config, run: RunDir, results: dict) -> list[dict]:
     """The models of this run, in report order: {label, display, source} for base, stage 1's HF export and stage 2's
     final checkpoint, whichever the run has (from this launch's results, else from the run folder)."""
     loss = str(config.get("cadft", {}).get("loss", "cadft"))
     algo = str(config.get("algorithm", {}).get("adv_estimator", "rl"))
     out = [{"label": "base", "display": "base", "source": str(config.actor_rollout_ref.model.path)}]
-    s1 = results.get("stage1") or _read_json(os.path.join(run_dir, f"stage1_{loss}", "COMPLETE.json"))
+    s1 = results.get("stage1") or run.stage1(loss).complete()
     if s1 and s1.get("hf_model"):
         out.append({"label": "stage1", "display": f"stage 1: {s1.get('loss', loss)}", "source": s1["hf_model"]})
-    s2 = results.get("stage2") or _read_json(os.path.join(run_dir, "stage2_rl", "COMPLETE.json"))
-    if s2 is None:
-        tracker = os.path.join(run_dir, "stage2_rl", "latest_checkpointed_iteration.txt")
-        if os.path.isfile(tracker):
-            step = open(tracker).read().strip()
-            s2 = {"checkpoint": os.path.join(run_dir, "stage2_rl", f"global_step_{step}")}
+    s2 = results.get("stage2") or run.stage2.complete()
+    if s2 is None and run.stage2.latest_step():
+        s2 = {"checkpoint": run.stage2.step_dir(run.stage2.latest_step())}
     if s2 and (s2.get("hf_model") or s2.get("steps") or os.path.isdir(s2.get("checkpoint", ""))):
         source = s2.get("hf_model") or s2["checkpoint"]
         prefix = f"{s1.get('loss', loss)}+" if s1 else ""
@@ -176,29 +166,27 @@ def _eval_key(source: str, cfg) -> dict:
 
 def _run_isolated(cfg) -> None:
     """run_eval in a fresh process (vLLM: its GPU memory is only given back when the process ends)."""
-    os.makedirs(cfg.out, exist_ok=True)
-    path = os.path.join(cfg.out, "run_config.json")
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(asdict(cfg), f, indent=1)
-    rc = subprocess.call([sys.executable, "-m", "cadft_verl.eval.stage", path])
+    path = write_json(os.path.join(cfg.out, "run_config.json"), asdict(cfg), indent=1)
+    rc = subprocess.call([sys.executable, "-m", "cadft_verl.launch.evaluate", path])
     if rc != 0:
         raise RuntimeError(f"evaluation of {cfg.model} failed (exit {rc}); its config is {path}")
 
 
-def evaluate_model(model: dict, ev: dict, benchmarks: list[str], eval_dir: str, trust_remote_code: bool) -> dict:
-    """One model's evaluation into ``eval_dir/<label>``; skipped when its metrics exist under the same key."""
+def evaluate_model(model: dict, ev: dict, benchmarks: list[str], run: RunDir, trust_remote_code: bool) -> dict:
+    """One model's evaluation into ``eval/<label>``; skipped when its metrics exist under the same key (a key file cut
+    by a kill counts as none: the model is evaluated again)."""
     from cadft_verl.eval.generation import resolve_backend
     from cadft_verl.eval.runner import run_eval
 
     label, source = model["label"], model["source"]
-    out = os.path.join(eval_dir, label)
+    out = run.eval_model_dir(label)
     os.makedirs(out, exist_ok=True)
     metrics, key_path = os.path.join(out, "metrics.json"), os.path.join(out, "eval_key.json")
     cfg = run_config(ev, source, out, benchmarks, model["display"], trust_remote_code)
     key = _eval_key(source, cfg)
     record = {"model": source, "source": source, "metrics": metrics, "display": model["display"]}
-    old = _read_json(key_path)
-    if old is not None and os.path.isfile(metrics) and old["key"] == json.loads(json.dumps(key)):
+    old = read_json(key_path, tolerant=True)
+    if isinstance(old, dict) and os.path.isfile(metrics) and old.get("key") == json.loads(json.dumps(key)):
         print(f"[cadft-verl] eval: {label} ({source}) already evaluated with these settings: {metrics}", flush=True)
         record.update(model=old.get("model", source), skipped=True)
         return record
@@ -213,119 +201,33 @@ def evaluate_model(model: dict, ev: dict, benchmarks: list[str], eval_dir: str, 
         _run_isolated(cfg)
     else:
         run_eval(cfg)
-    with open(key_path, "w", encoding="utf-8") as f:
-        json.dump({"key": key, "model": path, "seconds": round(time.time() - t0, 1)}, f, indent=1)
+    write_json(key_path, {"key": key, "model": path, "seconds": round(time.time() - t0, 1)}, indent=1)
     record.update(model=path, skipped=False)
     return record
 
 
-# ------------------------------------------------------------------------------------------------ the report
-def gains_over_base(table: dict) -> dict:
-    rows = {r["label"]: r["before"] for r in table["rows"]}
-    base = rows.get("base")
-    if base is None:
-        return {}
-    out = {}
-    for label, row in rows.items():
-        if label == "base":
-            continue
-        gain = {c: (row["values"][c] - base["values"][c]) if None not in (row["values"][c], base["values"][c])
-                else None for c in table["benchmarks"]}
-        gain["average"] = (row["average"] - base["average"]) if None not in (row["average"], base["average"]) \
-            else None
-        out[label] = gain
-    return out
+@register
+class EvalStage(Stage):
+    name, key, uses_ray = "eval", "eval", False
+
+    def check(self, config) -> None:
+        check_eval_inputs(config)
+
+    def run(self, launch: Launch) -> dict:
+        """Evaluate this run's models and write the cold-start report; returns ``summary.json``'s ``results.eval``."""
+        return run_eval_stage(launch.config, launch.run, launch.results)
+
+    def finish(self, launch: Launch) -> None:
+        from cadft_verl.eval.cold_start import print_report
+
+        print_report(launch.results[self.key])
 
 
-def _number(value) -> str:
-    return f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
+def run_eval_stage(config, run: RunDir, results: dict) -> dict:
+    from cadft_verl.eval.cold_start import write_report
 
-
-def training_histories(results: dict) -> dict:
-    """``{stage1, stage2: history}``: ``summary.json``'s ``results.stage{1,2}.history`` (each read from its stage's
-    metrics file: every step once, also after a resume), for the stages the run has."""
-    return {k: (results or {}).get(k, {}).get("history") for k in ("stage1", "stage2")
-            if (results or {}).get(k, {}).get("history")}
-
-
-def training_markdown(training: dict) -> list[str]:
-    """The training stages' metric histories (``training_histories``): steps, first and last value of what
-    matters."""
-    lines = []
-    for key, name in (("stage1", "stage 1"), ("stage2", "stage 2")):
-        history = training.get(key) or {}
-        steps = history.get("steps") or []
-        for metric, value in history.items():
-            if metric in ("file", "steps") or not isinstance(value, dict):
-                continue
-            first, last = value["first"], value["last"]
-            lines.append(f"| {name} | {metric} | {_number(first['value'])} (step {first['step']}) | "
-                         f"{_number(last['value'])} (step {last['step']}) |")
-        if steps:
-            lines.append(f"|  | steps logged | {steps[0]}..{steps[-1]} ({len(steps)} rows) | `{history['file']}` |")
-    if not lines:
-        return []
-    return ["", "## Training (metric history)", "", "| stage | metric | first | last |", "|---|---|---:|---:|",
-            *lines]
-
-
-def report_markdown(table: dict, gains: dict, title: str, notices: list[str], training: list[str] | None = None) \
-        -> str:
-    from cadft_verl.eval.report import cold_start_markdown
-
-    md = cold_start_markdown(table, title).rstrip("\n").split("\n")
-    cols = table["benchmarks"]
-    extra = []
-    if gains:
-        extra += ["", "## Gain over the base model (points)", "",
-                  "| model | " + " | ".join(table["display"][c] for c in cols) + " | Average |",
-                  "|---|" + "---:|" * (len(cols) + 1)]
-        for label, g in gains.items():
-            cells = [f"{100 * g[c]:+.2f}" if g[c] is not None else "–" for c in cols]
-            avg = f"{100 * g['average']:+.2f}" if g["average"] is not None else "–"
-            extra.append(f"| {label} | " + " | ".join(cells) + f" | **{avg}** |")
-    extra += training or []
-    if notices:
-        extra += ["", *[f"- {n}" for n in notices]]
-    # the gains go right after the results table, before the sources list
-    at = md.index("Sources:") if "Sources:" in md else len(md)
-    return "\n".join(md[:at] + extra[1:] + [""] + md[at:]) + "\n" if extra else "\n".join(md) + "\n"
-
-
-def write_report(records: dict, eval_dir: str, metric: str, title: str, notices: list[str],
-                 results: dict | None = None) -> dict:
-    from cadft_verl.eval.report import cold_start_plot, cold_start_table, load_metrics
-
-    before = [(rec["display"], load_metrics(rec["metrics"])) for rec in records.values()]
-    table = cold_start_table(before, None, metric)
-    gains_by_display = gains_over_base(table)
-    by_display = {rec["display"]: label for label, rec in records.items()}
-    models = {}
-    for row in table["rows"]:
-        label = by_display[row["label"]]
-        rec = records[label]
-        models[label] = {"display": row["label"], "model": rec["model"], "source": rec["source"],
-                         "metrics": rec["metrics"], "values": row["before"]["values"], "se": row["before"]["se"],
-                         "average": row["before"]["average"], "average_se": row["before"]["average_se"],
-                         "gain_over_base": gains_by_display.get(row["label"])}
-    paths = {k: os.path.join(eval_dir, f"{REPORT}.{k}") for k in ("md", "png", "json")}
-    training = training_histories(results)
-    md = report_markdown(table, gains_by_display, title, notices, training_markdown(training))
-    with open(paths["md"], "w", encoding="utf-8") as f:
-        f.write(md)
-    with open(paths["json"], "w", encoding="utf-8") as f:
-        json.dump({"metric": table["metric"], "benchmarks": table["benchmarks"], "display": table["display"],
-                   "models": models, "skipped_benchmarks": notices, "table": table, "training": training}, f,
-                  indent=2)
-    cold_start_plot(table, paths["png"], title)
-    return {"paths": paths, "markdown": md}
-
-
-def run_eval_stage(config, run_dir: str, results: dict) -> dict:
-    """Evaluate this run's models and write the cold-start report; returns ``summary.json``'s ``results.eval``."""
     ev = _block(config)
-    eval_dir = os.path.join(run_dir, EVAL_DIR)
-    os.makedirs(eval_dir, exist_ok=True)
+    os.makedirs(run.eval_dir, exist_ok=True)
     benchmarks, notices = select_benchmarks(ev)
     for n in notices:
         print(f"[cadft-verl] eval: {n}", flush=True)
@@ -333,45 +235,32 @@ def run_eval_stage(config, run_dir: str, results: dict) -> dict:
         raise ValueError("eval: no benchmark left to evaluate (every optional benchmark is missing); "
                          "set eval.benchmarks")
     wanted = list(ev.get("models") or MODELS)
-    found = {m["label"]: m for m in find_models(config, run_dir, results)}
+    found = {m["label"]: m for m in find_models(config, run, results)}
     for label in wanted:
         if label not in found:
             print(f"[cadft-verl] eval: this run has no {label} model, not evaluated", flush=True)
     trust = bool(config.actor_rollout_ref.model.get("trust_remote_code", False))
     records = {}
     for label in [m for m in MODELS if m in wanted and m in found]:
-        records[label] = evaluate_model(found[label], ev, benchmarks, eval_dir, trust)
+        records[label] = evaluate_model(found[label], ev, benchmarks, run, trust)
     if not records:
         raise ValueError(f"eval: none of eval.models {wanted} is in this run")
     title = f"Cold-start report: {config.get('recipe_name') or 'run'}"
-    report = write_report(records, eval_dir, str(ev.get("metric", "avg@k")), title, notices, results)
+    paths = {ext: run.report(ext) for ext in ("md", "png", "json")}
+    report = write_report(records, paths, str(ev.get("metric", "avg@k")), title, notices, results)
     return {"report": report["paths"], "benchmarks": benchmarks, "skipped_benchmarks": notices,
             "models": {label: {"model": r["model"], "source": r["source"], "metrics": r["metrics"],
-                               "skipped": r["skipped"]} for label, r in records.items()},
-            "_markdown": report["markdown"]}
-
-
-def print_report(result: dict) -> None:
-    """The console's last lines: the cold-start table and where the files are."""
-    from cadft_verl.console import say
-
-    lines = [result.get("_markdown", ""), "[cadft-verl] cold-start report:"]
-    lines += [f"  {key:4s} {path}" for key, path in result["report"].items()]
-    lines += [f"  {label:6s} {rec['metrics']}  ({rec['model']})" for label, rec in result["models"].items()]
-    say("\n".join(lines))
+                               "skipped": r["skipped"]} for label, r in records.items()}}
 
 
 def _main(argv: list[str]) -> int:
-    """``python -m cadft_verl.eval.stage RUN_CONFIG.json``: one model's run_eval (the vLLM path's fresh process)."""
+    """``python -m cadft_verl.launch.evaluate RUN_CONFIG.json``: one model's run_eval (vLLM's fresh process)."""
     from cadft_verl.eval.runner import RunConfig, run_eval
 
     with open(argv[0], encoding="utf-8") as f:
         run_eval(RunConfig(**json.load(f)))
     return 0
 
-
-__all__ = ["MODELS", "ModelPathError", "check_eval_inputs", "find_models", "is_hf_model", "print_report",
-           "run_eval_stage", "select_benchmarks"]
 
 if __name__ == "__main__":
     sys.exit(_main(sys.argv[1:]))

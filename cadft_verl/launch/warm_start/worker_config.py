@@ -7,8 +7,7 @@ from __future__ import annotations
 from omegaconf import OmegaConf, open_dict
 
 from cadft_verl.rewrite import RewriteConfig
-
-from .hook import refuse_sequence_parallel
+from cadft_verl.trainer.hook import refuse_sequence_parallel
 
 
 def rewrite_config(config) -> RewriteConfig:

@@ -1,11 +1,11 @@
-"""What the launch shows and records of a stage's metric history (``cadft_verl.trainer.metrics_history``'s file):
+"""What the launch shows and records of a stage's metric history (``cadft_verl.integration.metrics_history``'s file):
 the console's progress lines while verl's trainer writes it (``HistoryWatcher``) and ``summary.json``'s digest of
 it (``history_summary``), both over the few metrics that matter (``STAGE1_KEYS``, ``STAGE2_KEYS``)."""
 
 from __future__ import annotations
 
 from cadft_verl.console import progress as show_progress
-from cadft_verl.trainer import metrics_history
+from cadft_verl.integration import metrics_history
 
 
 def history_summary(path: str, keys: dict[str, str]) -> dict:

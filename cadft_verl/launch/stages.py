@@ -1,0 +1,73 @@
+"""A stage of the one launch, and the registry of stages (``config.stages`` names them, in this order).
+
+A ``Stage`` knows its own inputs (``file_keys``, ``check``: refused before any worker starts), whether a previous
+launch into the same run folder already finished it (``done``: its recorded result, else ``None``), how to run it
+(``run``), and what ``summary.json`` records of it (``summarize``). The launch (``cadft_verl.main``) only loops over
+them: ``warm_start.stage`` (``cadft``), ``rl`` (``rl``) and ``evaluate`` (``eval``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cadft_verl.launch.run_dir import RunDir
+
+
+@dataclass
+class Launch:
+    """What the stages of one launch share: its config, its run folder and the results of the stages so far."""
+
+    config: object
+    run: RunDir
+    #: ``summary.json``'s ``results``: ``stage1``, ``stage2``, ``eval`` (each stage's ``key``)
+    results: dict = field(default_factory=dict)
+
+
+class Stage:
+    #: the name ``config.stages`` uses
+    name: str = ""
+    #: its key in ``summary.json``'s results and wall times, and the eval stage's model label
+    key: str = ""
+    #: whether it runs on Ray workers (Ray is started for it, else shut down first)
+    uses_ray: bool = True
+
+    def file_keys(self, config) -> list[str]:
+        """The config keys of files this stage reads (checked to exist before any worker starts)."""
+        return []
+
+    def check(self, config) -> None:
+        """Refuse, before any worker starts, inputs this stage could not run with (naming the option)."""
+
+    def done(self, launch: Launch) -> dict | None:
+        """The result a previous launch recorded for this stage, when it need not run again."""
+        return None
+
+    def run(self, launch: Launch) -> dict:
+        raise NotImplementedError
+
+    def summarize(self, launch: Launch, result: dict) -> dict:
+        """What ``summary.json`` records (by default the result); may check the result (the hand-over)."""
+        return result
+
+    def finish(self, launch: Launch) -> None:
+        """The stage's last words, after the launch's summary line (the eval stage: the report)."""
+
+
+#: the stages' names, in the order a launch runs them
+ORDER = ("cadft", "rl", "eval")
+STAGES: dict[str, Stage] = {}
+
+
+def register(cls: type[Stage]) -> type[Stage]:
+    STAGES[cls.name] = cls()
+    return cls
+
+
+def stages_of(config) -> list[Stage]:
+    """``config.stages`` as stages: a non-empty list of registered names, each once, in the registry's order."""
+    order = [n for n in ORDER if n in STAGES]
+    names = list(config.stages)
+    if not names or any(n not in STAGES for n in names) or names != sorted(names, key=order.index) \
+            or len(set(names)) != len(names):
+        raise ValueError(f"stages: {names} is not a non-empty list of {tuple(order)}, in that order")
+    return [STAGES[n] for n in names]

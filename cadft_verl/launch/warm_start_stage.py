@@ -1,0 +1,94 @@
+"""The warm start as a stage of the launch (``cadft``, summary key ``stage1``): reused when a previous launch into the
+same run folder finished it from the same base model; else run (``warm_start.WarmStart``) with verl's tracking
+backends, its metric history always kept; its HF export checked before it is handed to stage 2."""
+
+from __future__ import annotations
+
+import os
+
+from cadft_verl.integration import metrics_history
+from cadft_verl.launch.progress import STAGE1_KEYS, history_summary
+from cadft_verl.launch.stages import Launch, Stage, register
+
+
+def with_file_logger(backends) -> list[str]:
+    """The tracking backends with ``file``: each stage's metric history is always kept (what the summary reads)."""
+    backends = [backends] if isinstance(backends, str) else list(backends or [])
+    return backends if "file" in backends else [*backends, "file"]
+
+
+def experiment(config, key: str) -> str:
+    """The metric history's experiment name of a training stage (``<experiment>_stage1`` / ``_stage2``)."""
+    return f"{config.trainer.experiment_name}_{key}"
+
+
+def check_handoff(hf_model: str) -> None:
+    """The stage-1 export must be a loadable HF model: never fall back to the base model silently."""
+    from transformers import AutoConfig
+
+    if not os.path.isdir(hf_model):
+        raise FileNotFoundError(f"stage 1 checkpoint missing: {hf_model} does not exist (delete stage 1's "
+                                "COMPLETE.json to retrain it)")
+    weights = [f for f in os.listdir(hf_model) if f.endswith((".safetensors", ".bin"))]
+    if not weights:
+        raise FileNotFoundError(f"stage 1 checkpoint corrupt: no weight files in {hf_model}")
+    try:
+        AutoConfig.from_pretrained(hf_model)
+    except Exception as exc:
+        raise RuntimeError(f"stage 1 checkpoint corrupt: {hf_model} cannot be loaded ({exc})") from exc
+
+
+@register
+class WarmStartStage(Stage):
+    name, key = "cadft", "stage1"
+
+    def file_keys(self, config) -> list[str]:
+        return ["cadft.data.train_files", "cadft.data.val_files"]
+
+    def check(self, config) -> None:
+        from cadft_verl.losses import LossConfig
+
+        LossConfig.from_mapping(config.cadft)
+        if not config.cadft.data.train_files:
+            raise ValueError("cadft.data.train_files: the recipe runs stage 1 but no SFT training file is set")
+
+    def done(self, launch: Launch) -> dict | None:
+        from cadft_verl.launch.warm_start import model_id
+
+        stage_dir = launch.run.stage1(launch.config.cadft.loss)
+        done = stage_dir.complete()
+        if done is not None:  # a finished stage 1 is not redone, but only reused from the same base model
+            base, trained_from = model_id(launch.config.actor_rollout_ref.model.path), done.get("base_model")
+            if trained_from is not None and model_id(trained_from) != base:
+                raise ValueError(
+                    f"stage 1 in {stage_dir.path} was trained from {trained_from}, not from "
+                    f"actor_rollout_ref.model.path={base}: give this launch another trainer.default_local_dir, or "
+                    f"delete {stage_dir.path} to retrain it")
+        return done
+
+    def run(self, launch: Launch) -> dict:
+        from omegaconf import OmegaConf
+        from verl.utils.tracking import Tracking
+
+        from cadft_verl.launch.warm_start import WarmStart
+
+        config = launch.config
+        stage_dir = launch.run.stage1(config.cadft.loss)
+        tracking = Tracking(project_name=config.trainer.project_name, experiment_name=experiment(config, self.key),
+                            default_backend=with_file_logger(config.trainer.logger),
+                            config=OmegaConf.to_container(config, resolve=True))
+        stage = WarmStart(config, stage_dir, tracking=tracking)
+        try:
+            result = stage.fit()
+        finally:
+            tracking.finish() if hasattr(tracking, "finish") else None
+            stage.shutdown()
+        stage_dir.mark_complete(result)
+        return result
+
+    def summarize(self, launch: Launch, result: dict) -> dict:
+        check_handoff(result["hf_model"])
+        print(f"[cadft-verl] stage 1 done: HF model {result['hf_model']}")
+        config = launch.config
+        path = metrics_history.metrics_path(config.trainer.project_name, experiment(config, self.key))
+        return dict(result, history=history_summary(path, STAGE1_KEYS))

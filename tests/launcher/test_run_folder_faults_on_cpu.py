@@ -1,0 +1,77 @@
+"""The run folder under faults (no Ray): a second launch into a folder in use is refused before it touches anything,
+stage 1's per-sample log keeps each step once after a kill at any point, and a marker cut by a kill counts as none."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from cadft_verl.launch.run_dir import RunDir
+from cadft_verl.launch.warm_start.samples import SampleLog
+
+
+def test_a_second_launch_into_a_folder_in_use_is_refused_naming_the_holder(tmp_path):
+    run = tmp_path / "run"
+    hold = textwrap.dedent("""
+        import sys, time
+        from cadft_verl.utils.files import FolderLock
+        FolderLock(sys.argv[1], "launch.lock", what="launch").acquire()
+        print("held", flush=True)
+        time.sleep(120)
+    """)
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = sorted(os.listdir(run))
+        proc = subprocess.run([sys.executable, "-m", "verl.trainer.main", "recipe=cadft", "profile=cpu",
+                               f"trainer.default_local_dir={run}"], capture_output=True, text=True, timeout=300)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert proc.returncode != 0
+    assert f"{run} is in use by another launch (pid {holder.pid} on host " in proc.stderr
+    assert sorted(os.listdir(run)) == before  # no log, no summary: nothing of the running launch was touched
+
+
+def test_the_per_sample_log_keeps_each_step_once_through_a_kill_at_any_point(tmp_path):
+    log = SampleLog(str(tmp_path / "samples.jsonl"))
+    for step in (1, 2, 3):
+        log.append(step, {"c": [1.0], "z": [0.0]})
+    with open(log.path, "a") as f:
+        f.write('{"step": 4, "c": [1.')  # killed mid-append
+    log.keep_until(2)  # resumed from the checkpoint of step 2: steps 3 and 4 are trained again
+    assert [r["step"] for r in log.rows()] == [1, 2]
+    log.append(3, {"c": [2.0]})
+    assert [r["step"] for r in log.rows()] == [1, 2, 3]
+    log.keep_until(0)  # killed before the first checkpoint: the rerun starts over, and so does the log
+    assert log.rows() == []
+    log.append(1, {"c": []})  # a step without samples writes nothing
+    assert log.rows() == []
+
+
+def test_a_completion_marker_cut_by_a_kill_means_the_stage_is_not_finished(tmp_path):
+    run = RunDir(tmp_path)
+    stage = run.stage1("cadft")
+    os.makedirs(stage.path)
+    with open(stage.complete_file, "w") as f:
+        f.write('{"stage": "cadft", "hf_mo')
+    with pytest.warns(UserWarning, match="not valid JSON"):
+        assert stage.complete() is None
+    stage.mark_complete({"stage": "cadft", "steps": 4})
+    assert stage.complete() == {"stage": "cadft", "steps": 4}
+    assert json.loads(open(stage.complete_file).read())["steps"] == 4
+
+
+def test_the_run_folder_layout_lives_in_run_dir(tmp_path):
+    run = RunDir(tmp_path / "r")
+    assert run.stage1("dft").path.endswith("/r/stage1_dft") and run.stage2.path.endswith("/r/stage2_rl")
+    os.makedirs(run.stage2.step_dir(3))
+    with open(os.path.join(run.stage2.path, "latest_checkpointed_iteration.txt"), "w") as f:
+        f.write("3")
+    assert run.stage2.latest_step() == 3
+    assert run.stage2.hf_export(3).endswith("stage2_rl/global_step_3/actor/huggingface")
+    assert run.stage1("cadft").hf_export(2).endswith("stage1_cadft/global_step_2/huggingface")
+    assert run.report("json").endswith("/r/eval/cold_start.json")
