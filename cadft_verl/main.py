@@ -15,6 +15,7 @@ else (Ray, vLLM, verl) goes to ``<run dir>/launch.log`` (``cadft_verl.console``)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -26,6 +27,7 @@ from cadft_verl.integration import metrics_history
 from cadft_verl.launch import ray_cluster
 from cadft_verl.launch.run_dir import LOCK, RunDir
 from cadft_verl.launch.stages import Launch, stages_of
+from cadft_verl.launch.watchdog import Watchdog
 from cadft_verl.utils.files import FolderBusyError, FolderLock
 
 
@@ -67,7 +69,8 @@ def run_stages(config, run: RunDir) -> dict:
             else:
                 ray_cluster.stop()  # the stage needs no worker: free their memory (GPU: vLLM's) first
             t0 = time.time()
-            result = stage.run(launch)
+            with watch(stage, launch):
+                result = stage.run(launch)
             wall[stage.key] = time.time() - t0
         launch.results[stage.key] = stage.summarize(launch, result)
         run.write_summary(summary)
@@ -75,6 +78,15 @@ def run_stages(config, run: RunDir) -> dict:
     for stage in stages:
         stage.finish(launch)
     return summary
+
+
+def watch(stage, launch: Launch):
+    """The watchdog around a stage on Ray workers (``watchdog:`` block): a dead worker or a stall stops the launch."""
+    settings = launch.config.get("watchdog") or {}
+    if not stage.uses_ray or not settings.get("enabled", True):
+        return contextlib.nullcontext()
+    return Watchdog(stage.label(launch), stage.history(launch),
+                    interval=float(settings.get("interval_s", 5)), stall_s=settings.get("stall_s"))
 
 
 def launch(config) -> dict:

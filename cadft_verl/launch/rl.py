@@ -23,7 +23,7 @@ from cadft_verl.launch.warm_start_stage import experiment, with_file_logger
 # stage 2 saves only its final checkpoint when trainer.save_freq <= 0 (verl would save none)
 FINAL_ONLY = 2**31 - 1
 #: blocks of the launch's config that verl's RL trainer does not know
-OWN_BLOCKS = ("cadft", "stages", "recipe_name", "eval", "console")
+OWN_BLOCKS = ("cadft", "stages", "recipe_name", "eval", "console", "watchdog")
 
 
 def stage2_config(config, run: RunDir, init_model: str | None):
@@ -139,7 +139,12 @@ class RLStage(Stage):
             stage_dir.mark_complete(result)
         return result
 
-    def summarize(self, launch: Launch, result: dict) -> dict:
+    def label(self, launch: Launch) -> str:
+        return f"stage 2 ({launch.config.algorithm.adv_estimator})"
+
+    def history(self, launch: Launch) -> str:
         config = launch.config
-        path = metrics_history.metrics_path(config.trainer.project_name, experiment(config, self.key))
-        return dict(result, history=history_summary(path, STAGE2_KEYS))
+        return metrics_history.metrics_path(config.trainer.project_name, experiment(config, self.key))
+
+    def summarize(self, launch: Launch, result: dict) -> dict:
+        return dict(result, history=history_summary(self.history(launch), STAGE2_KEYS))

@@ -45,6 +45,14 @@ class Stage:
     def run(self, launch: Launch) -> dict:
         raise NotImplementedError
 
+    def label(self, launch: Launch) -> str:
+        """The stage as the console names it."""
+        return self.key
+
+    def history(self, launch: Launch) -> str | None:
+        """The stage's metric history file (its progress), when it has one."""
+        return None
+
     def summarize(self, launch: Launch, result: dict) -> dict:
         """What ``summary.json`` records (by default the result); may check the result (the hand-over)."""
         return result
@@ -63,9 +71,16 @@ def register(cls: type[Stage]) -> type[Stage]:
     return cls
 
 
+def registry() -> dict[str, Stage]:
+    """The registered stages (importing the modules that register this project's three)."""
+    from cadft_verl.launch import evaluate, rl, warm_start_stage  # noqa: F401
+
+    return STAGES
+
+
 def stages_of(config) -> list[Stage]:
     """``config.stages`` as stages: a non-empty list of registered names, each once, in the registry's order."""
-    order = [n for n in ORDER if n in STAGES]
+    order = [n for n in ORDER if n in registry()]
     names = list(config.stages)
     if not names or any(n not in STAGES for n in names) or names != sorted(names, key=order.index) \
             or len(set(names)) != len(names):

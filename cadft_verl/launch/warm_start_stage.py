@@ -86,9 +86,14 @@ class WarmStartStage(Stage):
         stage_dir.mark_complete(result)
         return result
 
+    def label(self, launch: Launch) -> str:
+        return f"stage 1 ({launch.config.cadft.loss})"
+
+    def history(self, launch: Launch) -> str:
+        config = launch.config
+        return metrics_history.metrics_path(config.trainer.project_name, experiment(config, self.key))
+
     def summarize(self, launch: Launch, result: dict) -> dict:
         check_handoff(result["hf_model"])
         print(f"[cadft-verl] stage 1 done: HF model {result['hf_model']}")
-        config = launch.config
-        path = metrics_history.metrics_path(config.trainer.project_name, experiment(config, self.key))
-        return dict(result, history=history_summary(path, STAGE1_KEYS))
+        return dict(result, history=history_summary(self.history(launch), STAGE1_KEYS))

@@ -6,13 +6,13 @@ import json
 import pytest
 from hydra import compose, initialize_config_module
 
-from cadft_verl.launch import Launch, RunDir
-from cadft_verl.launch.stages import STAGES
+from cadft_verl.launch.run_dir import RunDir
+from cadft_verl.launch.stages import Launch, registry
 
 
 def run_stage1(config, run_dir):
     """What the launch does first for stage 1: reuse a finished one (or refuse it, from another base model)."""
-    return STAGES["cadft"].done(Launch(config, RunDir(run_dir)))
+    return registry()["cadft"].done(Launch(config, RunDir(run_dir)))
 
 
 def _config(run, model):
