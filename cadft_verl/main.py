@@ -26,20 +26,9 @@ from cadft_verl.console import LaunchConsole, active
 from cadft_verl.integration import metrics_history
 from cadft_verl.launch import ray_cluster
 from cadft_verl.launch.run_dir import LOCK, RunDir
-from cadft_verl.launch.stages import Launch, stages_of
+from cadft_verl.launch.stages import Launch, check_inputs, stages_of
 from cadft_verl.launch.watchdog import Watchdog
 from cadft_verl.utils.files import FolderBusyError, FolderLock
-
-
-def check_inputs(config) -> None:
-    """Fail before any worker starts: an unknown stage, a missing model or data file (naming the key and path), and
-    whatever a stage refuses (e.g. an eval stage without benchmarks, listing what exists)."""
-    from cadft_verl.utils.paths import check_config_paths
-
-    stages = stages_of(config)
-    for stage in stages:
-        stage.check(config)
-    check_config_paths(config, "actor_rollout_ref.model.path", [k for s in stages for k in s.file_keys(config)])
 
 
 def prepare_environment(run: RunDir) -> None:

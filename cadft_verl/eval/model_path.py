@@ -170,3 +170,47 @@ def resolve_model(path: str, fallback_cache: str | None = None) -> str:
             else "no config.json and no weight files")
     raise ModelPathError(f"{folder} holds no model weights ({what}: no *.safetensors / *.bin, and no verl FSDP "
                          "checkpoint shards model_world_size_*_rank_*.pt here, in actor/ or in the parent folder)")
+
+
+def check_start_model(path: str, key: str, chat_template: bool) -> None:
+    """Refuse, naming ``key``, the folder and the fix, a model a launch cannot start from: a GGUF file, a folder
+    without ``config.json`` or weights, an architecture transformers cannot load as a causal LM, or (when the
+    stages apply one) a tokenizer without a chat template. A name that is not a local path (a hub id) is left to
+    the loader."""
+    path = os.path.expanduser(str(path))
+    if not os.path.exists(path):
+        return
+    if os.path.isfile(path):
+        kind = "a GGUF file" if path.endswith(".gguf") else "a file"
+        raise ModelPathError(
+            f"{key}={path} is {kind}, not a Hugging Face model folder: load it with transformers "
+            "(AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)) and save_pretrained it into a folder "
+            "with its tokenizer, then give that folder")
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise ModelPathError(f"{key}={path}: no config.json, not a Hugging Face model folder (give the folder "
+                             "that save_pretrained wrote)")
+    if not hf_weights(path) and not fsdp_shards(path):
+        raise ModelPathError(f"{key}={path}: the folder has config.json but no weights (*.safetensors or *.bin): "
+                             "save the model's weights there (save_pretrained) or give another folder")
+    with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
+        architectures = json.load(f).get("architectures") or []
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    known = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+    if architectures and not any(a in known for a in architectures):
+        raise ModelPathError(f"{key}={path}: architecture {architectures} is not a causal language model "
+                             "transformers can load (AutoModelForCausalLM); use a causal LM checkpoint")
+    if chat_template and not _has_chat_template(path):
+        raise ModelPathError(f"{key}={path}: the tokenizer has no chat template, and the stages apply one to every "
+                             "prompt and demonstration: add one (tokenizer.chat_template, saved with "
+                             "save_pretrained) or start from the instruct/chat variant of the model")
+
+
+def _has_chat_template(folder: str) -> bool:
+    if any(os.path.isfile(os.path.join(folder, n)) for n in ("chat_template.jinja", "chat_template.json")):
+        return True
+    config = os.path.join(folder, "tokenizer_config.json")
+    if not os.path.isfile(config):
+        return False
+    with open(config, encoding="utf-8") as f:
+        return bool(json.load(f).get("chat_template"))

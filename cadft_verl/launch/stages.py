@@ -86,3 +86,17 @@ def stages_of(config) -> list[Stage]:
             or len(set(names)) != len(names):
         raise ValueError(f"stages: {names} is not a non-empty list of {tuple(order)}, in that order")
     return [STAGES[n] for n in names]
+
+
+def check_inputs(config) -> None:
+    """Fail before any worker starts: an unknown stage, a missing model or data file (naming the key and path), and
+    whatever a stage refuses (e.g. an eval stage without benchmarks, listing what exists)."""
+    from cadft_verl.eval.model_path import check_start_model
+    from cadft_verl.utils.paths import check_config_paths
+
+    stages = stages_of(config)
+    for stage in stages:
+        stage.check(config)
+    check_config_paths(config, "actor_rollout_ref.model.path", [k for s in stages for k in s.file_keys(config)])
+    check_start_model(config.actor_rollout_ref.model.path, "actor_rollout_ref.model.path",
+                      chat_template=any(s.name in ("cadft", "rl") for s in stages))

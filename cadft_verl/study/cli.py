@@ -50,7 +50,7 @@ def check_runs(plan: StudyPlan) -> None:
     from hydra import compose, initialize_config_module
 
     from cadft_verl.check import preflight
-    from cadft_verl.main import check_inputs
+    from cadft_verl.launch.stages import check_inputs
     from cadft_verl.plugin import ensure_loaded
 
     ensure_loaded()

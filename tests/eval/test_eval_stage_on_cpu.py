@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_module
 
 from cadft_verl.launch.evaluate import run_eval_stage
 from cadft_verl.launch.run_dir import RunDir
-from cadft_verl.main import check_inputs
+from cadft_verl.launch.stages import check_inputs
 
 
 def _config(model, *overrides, recipe="cadft_then_grpo"):

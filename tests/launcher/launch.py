@@ -70,3 +70,50 @@ def _kill_leftover_ray(pgid):
                 os.kill(int(parts[0]), signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def ray_workers(pgid, pattern=r"^ray::\w*(ActorRolloutRefWorker|WorkerDict)\b"):
+    """``[(pid, title)]`` of the Ray actor workers of a launch (its process group) whose title matches ``pattern``."""
+    import re
+
+    out = subprocess.run(["ps", "-eo", "pid,pgid,args"], capture_output=True, text=True).stdout
+    found = []
+    for line in out.splitlines()[1:]:
+        parts = line.split(None, 2)
+        if len(parts) == 3 and parts[1] == str(pgid) and re.search(pattern, parts[2]):
+            found.append((int(parts[0]), parts[2]))
+    return found
+
+
+def launch_and_kill_a_worker_when(args, ready, timeout=600, module="verl.trainer.main", wait=180):
+    """Start a launch; once ``ready()``, SIGKILL one of its Ray actor workers (as the OOM killer would) and let the
+    launch stop by itself. Returns ``{ok, killed, seconds, rc}``: ``seconds`` from the kill to the launch's exit
+    (None: it had not exited after ``wait`` s and was killed), ``killed`` the worker's (pid, title)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", module, *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    out = {"ok": False, "killed": None, "seconds": None, "rc": None}
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            workers = ray_workers(proc.pid) if ready() else []
+            if workers:
+                out["killed"] = workers[-1]
+                os.kill(workers[-1][0], signal.SIGKILL)
+                t0 = time.time()
+                try:
+                    out["rc"] = proc.wait(timeout=wait)
+                    out["seconds"] = time.time() - t0
+                except subprocess.TimeoutExpired:
+                    pass
+                out["ok"] = True
+                return out
+            time.sleep(0.5)
+        return out
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        _kill_leftover_ray(proc.pid)

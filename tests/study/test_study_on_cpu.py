@@ -2,10 +2,11 @@
 and resumed, the table over seeds, a rerun that redoes nothing.
 
 Small sizes: stage 1 is 4 CADFT steps (rewriting off: the recipe ``cadft_no_rewrite``), stage 2 3 GRPO steps, each
-step checkpointed (stage 1's default, a quarter of the stage; stage 2 by ``trainer.save_freq=1``). Each kill ends the
-study's whole process group (the study, its launch, Ray): first once stage 1 of the first run has logged step 3,
-then once its stage 2 has saved a checkpoint. Each rerun of the same command resumes that run from its checkpoint
-and the last one goes on to the second seed.
+step checkpointed (stage 1's default, a quarter of the stage; stage 2 by ``trainer.save_freq=1``). Each fault kills
+one of the launch's Ray actor workers (SIGKILL, as the OOM killer would): first once stage 1 of the first run has
+logged step 3, then once its stage 2 has saved a checkpoint. The launch's watchdog must then stop it within about
+60 s, naming the dead worker, and the study with it; each rerun of the same command resumes that run from its
+checkpoint and the last one goes on to the second seed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "launcher"))
-from launch import launch, launch_and_kill_when  # noqa: E402
+from launch import launch, launch_and_kill_a_worker_when  # noqa: E402
 
 from cadft_verl.integration.metrics_history import read_history, read_rows  # noqa: E402
 
@@ -57,22 +58,36 @@ def study(tmp_path_factory):
         # usually before step 3's checkpoint (saved after its metrics): the rerun redoes a step already logged
         return s1_tracker.exists() and len(_lines(s1_history)) >= 3
 
-    assert launch_and_kill_when(study_args(out), stage1_step3_logged, timeout=600, module="cadft_verl.study"), \
-        "stage 1 of the first run never logged step 3"
+    fault = launch_and_kill_a_worker_when(study_args(out), stage1_step3_logged, timeout=600, module="cadft_verl.study")
+    assert fault["ok"], "stage 1 of the first run never logged step 3"
     killed["stage1"] = {"checkpoint": int(s1_tracker.read_text()), "lock": (out / "study.lock").exists(),
-                        "complete": (first / "stage1_cadft" / "COMPLETE.json").exists()}
+                        "complete": (first / "stage1_cadft" / "COMPLETE.json").exists(), **fault,
+                        "console": (first / "console.log").read_text()}
 
     def stage2_checkpointed():
         return s2_tracker.exists() and s2_history.exists()
 
-    assert launch_and_kill_when(study_args(out), stage2_checkpointed, timeout=900, module="cadft_verl.study"), \
-        "stage 2 of the first run never saved a checkpoint"
+    fault = launch_and_kill_a_worker_when(study_args(out), stage2_checkpointed, timeout=900, module="cadft_verl.study")
+    assert fault["ok"], "stage 2 of the first run never saved a checkpoint"
     killed["stage2"] = {"checkpoint": int(s2_tracker.read_text()),
-                        "complete": (first / "stage2_rl" / "COMPLETE.json").exists()}
+                        "complete": (first / "stage2_rl" / "COMPLETE.json").exists(), **fault,
+                        "console": (first / "console.log").read_text()}
     proc = launch(study_args(out), module="cadft_verl.study", timeout=1500)
     again = launch(study_args(out), module="cadft_verl.study", timeout=300)
     return {"out": out, "first": first, "s1_history": s1_history, "s2_history": s2_history, "killed": killed,
             "proc": proc, "again": again}
+
+
+@pytest.mark.parametrize("stage", ["stage1", "stage2"])
+def test_a_dead_worker_stops_the_launch_within_a_minute_naming_it(study, stage):
+    fault = study["killed"][stage]
+    pid, title = fault["killed"]
+    assert fault["seconds"] is not None and fault["seconds"] < 60, fault  # not a hang
+    assert fault["rc"] != 0
+    label = "stage 1 (cadft)" if stage == "stage1" else "stage 2 (grpo)"
+    message = [line for line in fault["console"].splitlines() if f"{label} stopped after step" in line]
+    assert message and f"(pid {pid}) died: " in message[-1], fault["console"][-3000:]
+    assert "resumes from its last checkpoint when the launch is rerun" in message[-1]
 
 
 def test_killed_in_stage1_the_rerun_resumes_it_and_keeps_every_steps_metrics_once(study):
