@@ -2,7 +2,7 @@
 
 A *visit* is any time the sample's compatibility is measured under the current policy: a training step that contains
 it (z from the CADFT loss itself) or a no-grad scoring pass (``cadft.rewrite.score_unvisited``, and the scoring of a
-rewrite round's originals). The EMA uses momentum ``m`` (``cadft.history.momentum``, default 0.5)::
+rewrite round's originals). The EMA uses momentum ``m`` (``cadft.history.z_momentum``, default 0.5)::
 
     ema_z <- z                          on the first visit
     ema_z <- m * ema_z + (1 - m) * z    afterwards
@@ -28,10 +28,11 @@ HISTORY_FILE = "cadft_history.json"
 
 class CompatibilityHistory:
     def __init__(self, size: int, momentum: float = 0.5):
+        """``momentum``: the EMA's, ``cadft.history.z_momentum`` (``HistoryConfig``)."""
         if size < 0:
             raise ValueError(f"history size must be >= 0, got {size}")
         if not 0.0 <= float(momentum) < 1.0:
-            raise ValueError(f"cadft.history.momentum must be in [0, 1), got {momentum!r}")
+            raise ValueError(f"cadft.history.z_momentum must be in [0, 1), got {momentum!r}")
         self.size = int(size)
         self.momentum = float(momentum)
         self.ema_z: list[float | None] = [None] * self.size

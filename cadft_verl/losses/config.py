@@ -1,9 +1,16 @@
-"""Typed configuration of the SFT / DFT / CADFT losses (the ``cadft:`` block of the trainer config)."""
+"""Typed configuration of the SFT / DFT / CADFT losses: the loss options of the ``cadft:`` block.
+
+Their YAML, with the same comment above every field, is ``cadft_verl/config/cadft/loss.yaml``: the one launch
+(``recipes/main.yaml``) and the drop-in SFT stage (``cadft_verl/config/sft_trainer.yaml``) both include it, and
+``tests/launcher/test_recipes_on_cpu.py`` keeps its keys and defaults equal to this dataclass's.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from cadft_verl.config.block import TypedBlock, take_renamed
 
 LOSS_NAMES = ("sft", "dft", "cadft")
 STATS_MODES = ("exact", "lagged")
@@ -13,32 +20,46 @@ SECTIONS = ("data", "optim", "trainer", "rewrite", "history")
 
 
 @dataclass
-class LossConfig:
-    """Which loss to train with and how CADFT's sample weights are computed (METHOD.md section 2).
+class LossConfig(TypedBlock):
+    """Which loss to train with and how CADFT's sample weights are computed (METHOD.md section 2). Choices marked
+    [ours] are this project's, not the paper's. ``from_mapping(config.cadft)`` skips the stage's sub-blocks."""
 
-    loss: ``sft`` (verl's token-mean NLL), ``dft`` (token weights sg(p_t)), ``cadft`` (DFT x sample weights).
-    beta: strength of the down-weighting, w = exp(-beta * max(0, z)).
-    eps: added to the batch std before dividing.
-    stats: ``exact`` (statistics of the current global batch: free when each rank holds one micro-batch, else a
-        no-grad pre-pass) or ``lagged`` (EMA of previous global batches; biased while the NLL falls).
-    momentum: EMA momentum of the lagged statistics.
-    prepass_micro_batch_scale: the no-grad pre-pass runs micro-batches (or token budgets) this many times larger than
-        training's (no activations are kept for a backward pass).
-    zscore: ``standard`` (mean, population std) or ``robust`` (median, 1.4826 x MAD).
-    renormalize: rescale the global batch's weights to mean 1.
-    """
+    PREFIX = "cadft"
+    SECTIONS = SECTIONS
 
+    # loss: sft (verl's token-mean NLL, identical to verl's sft_loss) | dft (token weights sg(p_t)) | cadft (DFT x
+    # sample weights)
     loss: str = "cadft"
+
+    # strength of the sample down-weighting w = exp(-beta * max(0, z)); >= 0 (0 makes cadft equal dft)
     beta: float = 1.0
+
+    # added to the batch std in the z-score
     eps: float = 1e-6
+
+    # [ours] batch statistics: exact (the current global batch, as in the paper: free when each rank holds one
+    # micro-batch, else a no-grad pre-pass) | lagged (EMA of previous global batches; biased while the NLL falls)
     stats: str = "exact"
-    momentum: float = 0.9
+
+    # [ours] the no-grad pre-pass runs micro-batches (or token budgets) this many times training's (no activations
+    # are kept for a backward pass)
     prepass_micro_batch_scale: int = 4
+
+    # [ours] EMA momentum of the lagged statistics (stats: lagged)
+    stats_momentum: float = 0.9
+
+    # deprecated spelling of stats_momentum, which it follows (set in __post_init__); a different value set
+    # here is taken for it, with a one-line notice
+    momentum: float | None = None
+
+    # [ours] z-score: standard (mean, population std) | robust (median, 1.4826 x MAD)
     zscore: str = "standard"
+
+    # [ours] rescale each global batch's weights to mean 1 (changes the mix of samples, not the learning rate)
     renormalize: bool = False
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        take_renamed(self, "momentum", "stats_momentum", LossConfig.stats_momentum)
         self.validate()
 
     def validate(self) -> None:
@@ -50,28 +71,10 @@ class LossConfig:
             raise ValueError(f"cadft.eps must be a finite number > 0, got {self.eps!r}")
         if self.stats not in STATS_MODES:
             raise ValueError(f"cadft.stats: unknown statistics mode {self.stats!r}; choose one of {STATS_MODES}")
-        if not 0.0 <= float(self.momentum) < 1.0:
-            raise ValueError(f"cadft.momentum must be in [0, 1), got {self.momentum!r}")
+        if not 0.0 <= float(self.stats_momentum) < 1.0:
+            raise ValueError(f"cadft.stats_momentum must be in [0, 1), got {self.stats_momentum!r}")
         scale = self.prepass_micro_batch_scale
         if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
             raise ValueError(f"cadft.prepass_micro_batch_scale must be an int >= 1, got {scale!r}")
         if self.zscore not in ZSCORE_MODES:
             raise ValueError(f"cadft.zscore: unknown z-score mode {self.zscore!r}; choose one of {ZSCORE_MODES}")
-
-    @classmethod
-    def from_mapping(cls, cfg) -> "LossConfig":
-        """Build from a dict / OmegaConf node; unknown keys are an error naming the key."""
-        if cfg is None:
-            return cls()
-        if not isinstance(cfg, dict):
-            from omegaconf import OmegaConf
-
-            cfg = OmegaConf.to_container(cfg, resolve=True)
-        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
-        values = {}
-        for key, value in cfg.items():
-            if key in known:
-                values[key] = value
-            elif key not in SECTIONS:
-                raise ValueError(f"cadft.{key}: unknown option; known options: {', '.join(sorted(known))}")
-        return cls(**values)

@@ -1,56 +1,79 @@
-"""Typed ``cadft.rewrite`` block (METHOD.md section 4). Every field is documented in recipes/main.yaml."""
+"""Typed ``cadft.rewrite`` block (METHOD.md section 4). Its YAML, with the same comment above every field, is in
+``recipes/main.yaml``; ``tests/launcher/test_recipes_on_cpu.py`` keeps the two equal."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+
+from cadft_verl.config.block import TypedBlock
 
 DEFAULT_GENERATOR = "rollout"
 
 
 @dataclass
-class RewriteConfig:
-    """Delayed, low-frequency, compatibility-guided rewriting of training targets.
+class RewriteConfig(TypedBlock):
+    """Delayed, low-frequency, compatibility-guided rewriting of training targets; only the ``cadft`` loss rewrites
+    (sft/dft never do). Choices marked [ours] are this project's, not the paper's."""
 
-    enabled: rewrite at all (false = weighting-only CADFT). Only the ``cadft`` loss rewrites; sft/dft never do.
-    start / every: first round and spacing, in optimizer steps (int) or as a fraction of the stage's steps
-        (float < 1). [ours] 0.3 and 0.2 (the paper's 3000/1000 steps do not fit a ~400-step run).
-    fraction: share of the dataset taken as candidates per round (top EMA z). Paper: 0.005.
-    prob: probability that each candidate is rewritten. Paper: 0.5.
-    min_visits: in a multi-epoch stage, a candidate must have been visited (trained on) at least this often: its EMA z
-        over the visits is "persistently incompatible". [ours] null = 2, or 1 in a two-epoch stage (a rewrite needs
-        a visit left to be trained on). Not used by a single-pass stage.
-    lookahead: in a single-pass stage (the DFT protocol: one epoch), candidates come from the samples still to come
-        in this epoch, scored in a no-grad look-ahead of the current policy: at most this many of them, in
-        training order. [ours] null = the samples of the steps until the next round (or the stage's end).
-    temperature / top_p: nucleus sampling of the policy's own answer. Paper: 0.7 / 0.9.
-    max_tokens: longest rewrite in tokens; null = cadft.data.max_length.
-    n: candidates generated per chosen sample; the verified one with the lowest NLL wins. [ours] 4.
-    verify: accept only candidates whose final answer verifies against extra_info.ground_truth. [ours] true;
-        false = the paper's unverified replacement (the lowest-NLL candidate is taken).
-    verify_timeout: seconds per math-verify comparison (hard deadline, process pool). [ours] 10.
-    score_unvisited: no-grad scoring of samples not visited since the last round before selecting. [ours] false.
-    generation_timeout: seconds for a round's generation; on timeout/failure the originals stay. [ours] 1800.
-    seed: sampling seed of the rewrite rounds (per round and sample: seed + step, request number). [ours] 0.
-    generator: ``rollout`` (verl's rollout replicas, vLLM) or ``module:Class`` of a custom generator.
-    """
+    PREFIX = "cadft.rewrite"
 
+    # rewrite at all; false = weighting-only CADFT (no rollout engine needed)
     enabled: bool = True
+
+    # [ours] first round: after this optimizer step (int) or this fraction of the stage's steps (float < 1); the
+    # paper's 3000 steps do not fit a ~400-step run
     start: float | int = 0.3
+
+    # [ours] spacing of the rounds: steps (int) or fraction of the stage's steps (float < 1); paper: 1000 steps
     every: float | int = 0.2
+
+    # share of the dataset taken as candidates per round: the top EMA z (paper: 0.005)
     fraction: float = 0.005
+
+    # probability that each candidate is rewritten (paper: 0.5)
     prob: float = 0.5
+
+    # [ours] multi-epoch stages: a candidate needs at least this many training visits (its EMA z over them is
+    # "persistently incompatible"); null = 2, or 1 in a two-epoch stage (a rewrite needs a visit left to be trained
+    # on). Single-pass stages use the look-ahead below instead
     min_visits: int | None = None
+
+    # [ours] single-pass stages (one epoch, the DFT protocol): candidates are the samples still to come in this epoch,
+    # scored in a no-grad look-ahead, in training order; at most this many; null = those of the steps until the next
+    # round (or the stage's end)
     lookahead: int | None = None
+
+    # sampling temperature of the policy's own answer (paper: 0.7)
     temperature: float = 0.7
+
+    # nucleus sampling top_p (paper: 0.9)
     top_p: float = 0.9
+
+    # [ours] longest rewrite in tokens; null = cadft.data.max_length
     max_tokens: int | None = None
+
+    # [ours] answers sampled per chosen sample; the verified one with the lowest NLL under the policy wins
     n: int = 4
+
+    # [ours] accept only answers whose final answer verifies against extra_info.ground_truth (math-verify); false =
+    # the paper's unverified replacement (the lowest-NLL candidate is taken)
     verify: bool = True
+
+    # [ours] seconds per math-verify comparison (hard deadline, process pool)
     verify_timeout: float = 10.0
+
+    # [ours] score samples not visited since the last round in a no-grad pass before selecting (extra forwards)
     score_unvisited: bool = False
+
+    # [ours] seconds a round's generation may take; on timeout or failure every original target stays
     generation_timeout: float = 1800.0
+
+    # [ours] seed of the rounds' candidate draws and sampling (per round and sample: seed + step, request number)
     seed: int = 0
+
+    # rollout = verl's rollout replicas (vLLM) with the current weights; or module:Class of a custom generator
+    # (cadft_verl.rewrite.generator.RewriteGenerator)
     generator: str = DEFAULT_GENERATOR
 
     def __post_init__(self):
@@ -90,17 +113,3 @@ class RewriteConfig:
         if self.min_visits is not None:
             return int(self.min_visits)
         return max(1, min(2, int(epochs) - 1))
-
-    @classmethod
-    def from_mapping(cls, cfg) -> "RewriteConfig":
-        if cfg is None:
-            return cls()
-        if not isinstance(cfg, dict):
-            from omegaconf import OmegaConf
-
-            cfg = OmegaConf.to_container(cfg, resolve=True)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(cfg) - known)
-        if unknown:
-            raise ValueError(f"cadft.rewrite.{unknown[0]}: unknown option; known options: {', '.join(sorted(known))}")
-        return cls(**cfg)

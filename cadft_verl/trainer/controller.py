@@ -41,7 +41,7 @@ def _check_prepass(nll: list[float]) -> None:
 class CompatibilityController:
     def __init__(self, loss_cfg: LossConfig):
         self.loss_cfg = loss_cfg
-        self.stats = BatchStatsEMA(momentum=loss_cfg.momentum)
+        self.stats = BatchStatsEMA(momentum=loss_cfg.stats_momentum)
         # exact location/scale of the last global batch trained on (what history z-scores of no-grad scoring use)
         self.last_exact: dict | None = None
         self._prepass_s = 0.0

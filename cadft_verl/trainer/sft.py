@@ -1,7 +1,10 @@
 """``torchrun -m cadft_verl.trainer.sft [hydra overrides]``: the CADFT / DFT / SFT stage on verl's SFT engine.
 
+Config: ``cadft_verl/config/sft_trainer.yaml``, verl's ``sft_trainer_engine`` plus the ``cadft`` loss options
+(``cadft_verl/config/cadft/loss.yaml``, the same block as the one launch's).
+
 Example (CPU, 2 ranks):
-    torchrun --standalone --nproc_per_node=2 -m cadft_verl.trainer.sft +profile=cpu \\
+    torchrun --standalone --nproc_per_node=2 -m cadft_verl.trainer.sft profile=cpu \\
         model.path=/path/to/model data.train_files=/path/to/sft/train.parquet cadft.loss=cadft
 """
 
@@ -25,13 +28,11 @@ def check_inputs(config) -> None:
 
 
 def run_sft(config) -> None:
+    """Train; the platform is already chosen (``prepare_device``: verl's ``cpu`` platform with ``profile=cpu``)."""
     from verl.utils.distributed import destroy_global_process_group, initialize_global_process_group
-
-    from cadft_verl.plugin import ensure_loaded
 
     from .sft_trainer import CADFTSFTTrainer
 
-    ensure_loaded()
     check_inputs(config)
     initialize_global_process_group()
     try:
