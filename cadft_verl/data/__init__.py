@@ -1,25 +1,16 @@
-"""Data preparation: math datasets -> verl SFT (``messages``) and RL (``prompt``/``reward_model``) parquet files.
+"""Data preparation: math datasets (the tasks of :mod:`cadft_verl.tasks`) -> verl SFT (``messages``) and RL
+(``prompt``/``reward_model``) parquet files, deduplicated and decontaminated against the evaluation benchmarks.
 
-CLI: ``python -m cadft_verl.data convert ...`` and ``python -m cadft_verl.data sample`` (see docs/data.md).
+- :mod:`~cadft_verl.data.convert`: the conversion pipeline (:func:`convert`), driven by a task;
+- :mod:`~cadft_verl.data.decontaminate`: exact and n-gram matching against the benchmark files;
+- :mod:`~cadft_verl.data.writer`: the output folder a conversion owns (all-or-nothing files, the record of them);
+- :mod:`~cadft_verl.data.sample`: the embedded datasets (the arithmetic task, a GSM8K sample).
+
+CLI: ``python -m cadft_verl.data convert ...``, ``arith`` and ``sample`` (see docs/data.md).
 """
 
-from cadft_verl.data.convert import ConvertConfig, convert
+from cadft_verl.data.convert import ConvertConfig, DataError, convert
 from cadft_verl.data.decontaminate import Decontaminator
-from cadft_verl.data.sample import make_sample
-from cadft_verl.math.ngrams import normalize_problem
-from cadft_verl.data.sources import SOURCES, DataError
-from cadft_verl.math.prompts import TEMPLATES, get_template
-from cadft_verl.utils.paths import find_benchmarks_dir
+from cadft_verl.data.sample import make_arith, make_sample
 
-__all__ = [
-    "ConvertConfig",
-    "convert",
-    "make_sample",
-    "Decontaminator",
-    "normalize_problem",
-    "find_benchmarks_dir",
-    "SOURCES",
-    "TEMPLATES",
-    "get_template",
-    "DataError",
-]
+__all__ = ["ConvertConfig", "DataError", "Decontaminator", "convert", "make_arith", "make_sample"]

@@ -3,14 +3,18 @@
 python -m cadft_verl.data convert --source gsm8k --input train.jsonl --val-input test.jsonl --out DIR
 python -m cadft_verl.data arith --out DIR           # the embedded arithmetic task (the CPU default's data)
 python -m cadft_verl.data sample --out DIR          # 256 + 32 GSM8K train rows
+
+--source names a task of cadft_verl.tasks (or an alias: math = math500). The conversion owns --out: a rerun into it
+removes the files the previous conversion wrote there and this one does not.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
-from cadft_verl.data.convert import FORMATS, ConvertConfig, convert, format_summary
+from cadft_verl.data.convert import FORMATS, ConvertConfig, DataError, convert, format_summary
 from cadft_verl.data.sample import (
     ARITH_RL,
     ARITH_SFT,
@@ -22,9 +26,12 @@ from cadft_verl.data.sample import (
     make_arith,
     make_sample,
 )
-from cadft_verl.data.sources import SOURCES, DataError
 from cadft_verl.math.ngrams import DEFAULT_N, DEFAULT_THRESHOLD
 from cadft_verl.math.prompts import DEFAULT_TEMPLATE, TEMPLATES, chat_templates
+from cadft_verl.tasks import TASKS, get_task
+
+#: the parser's options that are ConvertConfig's (every subcommand hands them on by name)
+CONFIG_OPTIONS = frozenset(f.name for f in dataclasses.fields(ConvertConfig))
 
 
 def _val_size(text: str) -> float:
@@ -35,6 +42,13 @@ def _val_size(text: str) -> float:
     if v < 0 or (v >= 1 and v != int(v)):
         raise argparse.ArgumentTypeError(f"use a row count (>= 1) or a fraction in [0, 1): {text!r}")
     return v
+
+
+def _task(text: str) -> str:
+    try:
+        return get_task(text).name
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _formats(text: str) -> tuple[str, ...]:
@@ -103,31 +117,35 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser(
         "convert",
         help="convert a dataset to SFT + RL parquet",
-        description="Writes OUT/sft/{train,val}.parquet, OUT/rl/{train,val}.parquet, OUT/summary.json",
+        description="Writes OUT/sft/{train,val}.parquet, OUT/rl/{train,val}.parquet, OUT/summary.json (which records "
+        "them); a rerun into OUT removes the files of the previous conversion that it no longer writes.",
     )
     c.add_argument(
         "--source",
         required=True,
-        choices=sorted(SOURCES),
-        help="; ".join(f"{s.name}: {s.description}" for s in SOURCES.values()),
+        type=_task,
+        metavar="TASK",
+        help="the dataset: " + "; ".join(
+            f"{t.name}{' (also ' + ', '.join(t.aliases) + ')' if t.aliases else ''}: {t.description}"
+            for t in TASKS.values()),
     )
     c.add_argument(
         "--input",
-        help="training data: .jsonl/.json/.parquet file or hub name (default: the source's hub "
-        "name: " + ", ".join(f"{s.name}={s.hub_name}" for s in SOURCES.values() if s.hub_name) + ")",
+        help="training data: .jsonl/.json/.parquet file or hub name (default: the task's hub "
+        "dataset: " + ", ".join(f"{t.name}={t.hub_name}" for t in TASKS.values() if t.hub_name) + ")",
     )
     c.add_argument("--val-input", help="held-out validation file or hub name (e.g. GSM8K test)")
-    c.add_argument("--out", required=True, help="output folder")
-    c.add_argument("--split", default="train", help="hub split of --input (default train)")
-    c.add_argument("--val-split", help="hub split of --val-input (default: the source's test split)")
-    c.add_argument("--hub-config", help="hub config name (default: the source's, e.g. gsm8k 'main')")
+    c.add_argument("--out", required=True, help="output folder (the conversion owns it, see above)")
+    c.add_argument("--split", help="hub split of --input (default: the task's training split, train)")
+    c.add_argument("--val-split", help="hub split of --val-input (default: the task's held-out split, test)")
+    c.add_argument("--hub-config", help="hub config name (default: the task's, e.g. gsm8k 'main')")
     c.add_argument("--question-field", help="field holding the problem")
     c.add_argument("--response-field", help="field holding the demonstration (SFT response)")
     c.add_argument("--answer-field", help="field holding the reference answer (else extracted from the response)")
     c.add_argument(
         "--formats", type=_formats, default=FORMATS, help="sft,rl (default both); with only rl no response is needed"
     )
-    c.add_argument("--data-source", help="data_source column (default cadft/<source>)")
+    c.add_argument("--data-source", help="data_source column (default cadft/<task>)")
     c.add_argument("--limit", type=int, help="use only the first N input rows (after --shuffle)")
     c.add_argument("--shuffle", action="store_true", help="shuffle the input rows with --seed before --limit")
     c.add_argument("--val-size", type=_val_size, help="hold out a validation split of --input: count or fraction")
@@ -161,56 +179,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    shared = dict(
-        template=args.template,
-        max_length=args.max_length,
-        tokenizer=args.tokenizer,
-        dedup=args.dedup,
-        decontaminate=args.decontaminate,
-        decontaminate_dir=args.decontaminate_dir,
-        decontaminate_ngram=args.decontaminate_ngram,
-        decontaminate_threshold=args.decontaminate_threshold,
-        strict=args.strict,
-        progress=args.progress,
-        quiet=args.quiet,
-    )
+    options = {k: v for k, v in vars(args).items() if k in CONFIG_OPTIONS}
     try:
         if args.command == "arith":
-            summary = make_arith(out=args.out, sft_size=args.sft_size, rl_size=args.rl_size,
-                                 val_size=args.val_size, seed=args.seed, **shared)
+            summary = make_arith(sft_size=args.sft_size, rl_size=args.rl_size, **options)
             print(f"arith: {summary['kinds']} demonstrations; outputs in {args.out}")
             summary = summary["sft"]
         elif args.command == "sample":
-            summary = make_sample(
-                out=args.out,
-                gsm8k=args.gsm8k,
-                train_size=args.train_size,
-                val_size=args.val_size,
-                seed=args.seed,
-                **shared,
-            )
+            summary = make_sample(gsm8k=args.gsm8k, train_size=args.train_size, **options)
         else:
-            cfg = ConvertConfig(
-                out=args.out,
-                source=args.source,
-                input=args.input,
-                val_input=args.val_input,
-                split=args.split,
-                val_split=args.val_split,
-                hub_config=args.hub_config,
-                question_field=args.question_field,
-                response_field=args.response_field,
-                answer_field=args.answer_field,
-                formats=args.formats,
-                data_source=args.data_source,
-                limit=args.limit,
-                shuffle=args.shuffle,
-                seed=args.seed,
-                val_size=args.val_size,
-                append_boxed=args.append_boxed,
-                **shared,
-            )
-            summary = convert(cfg)
+            summary = convert(ConvertConfig(**options))
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,4 +1,6 @@
-"""Conversion pipeline: read a source, validate and filter rows, split, and write verl's SFT and RL parquet files.
+"""Conversion pipeline, driven by a task (:mod:`cadft_verl.tasks`): read its rows (a file, or its hub dataset),
+make each a training example, filter them (bad input, decontamination, val overlap, length, duplicates), split, and
+write verl's SFT and RL parquet files.
 
 Layout written under ``out``::
 
@@ -6,10 +8,14 @@ Layout written under ``out``::
     out/sft/val.parquet
     out/rl/train.parquet    data_source, prompt (chat list), ability, reward_model{style, ground_truth}, extra_info
     out/rl/val.parquet
-    out/summary.json
+    out/summary.json        counts, drops, options, and ``files``: what this conversion wrote
+
+The conversion owns ``out``: a rerun into it removes the files the previous one wrote and it does not
+(:func:`cadft_verl.data.writer.publish`).
 
 ``extra_info`` (same in both formats): index (row position in its input file: stable, unique per output file),
-uid ("<source>/<input split>/<index>"), split, source, data_source, ground_truth, question, location (file:line).
+uid ("<task>/<input split>/<index>"), split, source (the task), data_source, ground_truth, question, location
+(file:line).
 """
 
 from __future__ import annotations
@@ -19,15 +25,16 @@ import os
 import random
 import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
 from cadft_verl.data.decontaminate import DecontaminationError, Decontaminator
-from cadft_verl.data.filters import chat_lengths, load_tokenizer
+from cadft_verl.data.writer import SUMMARY, publish
 from cadft_verl.math.ngrams import DEFAULT_N, DEFAULT_THRESHOLD, normalize_problem
-from cadft_verl.data.sources import DataError, Example, RawRow, RowError, get_source, open_input
 from cadft_verl.math.prompts import DEFAULT_TEMPLATE, chat_templates, get_template
-from cadft_verl.data.writer import AtomicOutputs
+from cadft_verl.math.rows import HubError, RawRow, ReadError, RowError, open_rows
+from cadft_verl.tasks import get_task
+from cadft_verl.tasks.base import Example
 from cadft_verl.utils.paths import find_benchmarks_dir
 
 FORMATS = ("sft", "rl")
@@ -38,21 +45,54 @@ MAX_WARNINGS = 20
 EXAMPLES_PER_REASON = 5
 
 
+class DataError(Exception):
+    """Input-level problem (file missing, hub unreachable, bad option, --strict row error). The CLI exits non-zero."""
+
+
+def check_out(out: str) -> None:
+    """Refuse an output folder that names a file, or lies below one."""
+    path = os.path.abspath(out)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        what = "is a file" if path == os.path.abspath(out) else f"lies below the file {path}"
+        raise DataError(f"--out {out}: {what}; name a folder (it is created when missing)")
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except Exception as e:  # noqa: BLE001
+        raise DataError(f"cannot load tokenizer {path!r}: {type(e).__name__}: {e}") from None
+
+
+def chat_lengths(tokenizer, conversations: list[list[dict]], batch_size: int = 512) -> list[int]:
+    """Token count of each chat-templated conversation (prompt + response, as the SFT dataset tokenizes it)."""
+    lengths: list[int] = []
+    for i in range(0, len(conversations), batch_size):
+        texts = [tokenizer.apply_chat_template(c, tokenize=False) for c in conversations[i : i + batch_size]]
+        enc = tokenizer(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"]
+        lengths.extend(len(ids) for ids in enc)
+    return lengths
+
+
 @dataclass
 class ConvertConfig:
     out: str
-    source: str = "generic"
-    input: str | None = None  # file, or hub name; default: the source's hub name
+    source: str = "generic"  # the task (name or alias)
+    input: str | None = None  # file, or hub name; default: the task's hub dataset
     val_input: str | None = None  # explicit validation file / hub name (not decontaminated: it is held out)
-    split: str = "train"  # hub split of ``input``
-    val_split: str | None = None  # hub split of ``val_input`` (default: the source's, else "test")
+    split: str | None = None  # hub split of ``input`` (default: the task's training split, else "train")
+    val_split: str | None = None  # hub split of ``val_input`` (default: the task's held-out split, else "test")
     hub_config: str | None = None
     question_field: str | None = None
     response_field: str | None = None
     answer_field: str | None = None
     template: str = DEFAULT_TEMPLATE
     formats: tuple[str, ...] = FORMATS
-    data_source: str | None = None  # default "cadft/<source>"
+    data_source: str | None = None  # default "cadft/<task>"
     limit: int | None = None  # first N input rows (after --shuffle)
     shuffle: bool = False
     seed: int = 0
@@ -100,17 +140,19 @@ class Converter:
                 raise DataError(f"unknown format {f!r}; choose from {FORMATS}")
         if not cfg.formats:
             raise DataError("no output format selected")
-        self.spec = get_source(cfg.source).with_fields(cfg.question_field, cfg.response_field, cfg.answer_field)
+        check_out(cfg.out)
         try:
+            task = get_task(cfg.source)
             self.template = get_template(cfg.template)
         except ValueError as e:
             raise DataError(str(e)) from None
+        self.task = task.with_fields(cfg.question_field, cfg.response_field, cfg.answer_field)
         if not self.template.use_chat_template:
             raise DataError(
                 f"--template {cfg.template}: has no chat form (evaluation of base models only); training rows are "
                 f"chat messages, use one of {chat_templates()}"
             )
-        self.data_source = cfg.data_source or f"cadft/{self.spec.name}"
+        self.data_source = cfg.data_source or f"cadft/{self.task.name}"
         self.need_response = "sft" in cfg.formats
         if cfg.val_input and cfg.val_size:
             raise DataError("use either --val-input (a held-out file) or --val-size (carved out of --input), not both")
@@ -120,15 +162,10 @@ class Converter:
             raise DataError(f"--limit must be >= 0, got {cfg.limit}")
         if cfg.max_length is not None and not cfg.tokenizer:
             raise DataError("--max-length needs --tokenizer (a local tokenizer folder or hub name)")
-        self.tokenizer = None
-        if cfg.tokenizer:
-            try:
-                self.tokenizer = load_tokenizer(cfg.tokenizer)
-            except ValueError as e:
-                raise DataError(str(e)) from None
-        self.input = cfg.input or self.spec.hub_name
+        self.tokenizer = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
+        self.input = cfg.input or self.task.hub_name
         if not self.input:
-            raise DataError(f"source {self.spec.name!r} needs --input FILE")
+            raise DataError(f"source {self.task.name!r} needs --input FILE")
         self.stats = _Stats()
         self.decon, self.decon_info = self._decontaminator()
         self.val_problems: set[str] = set()
@@ -180,8 +217,17 @@ class Converter:
             print(f"warning: {msg}", file=sys.stderr)
 
     # ----------------------------------------------------------------------------------------------- reading
-    def _rows(self, spec: str, split: str, limit: int | None, shuffle: bool) -> tuple[Iterable[RawRow], int | None]:
-        rows, total = open_input(spec, split=split, config=self.cfg.hub_config or self.spec.hub_config)
+    def _rows(self, source: str, split: str, limit: int | None, shuffle: bool) -> tuple[Iterable[RawRow], int | None]:
+        hub = self.task.hub
+        try:
+            rows, total = open_rows(source, split=split, config=self.cfg.hub_config or (hub.config if hub else None))
+        except HubError as e:
+            raise DataError(f"{e}\nIf this machine is offline, download the data elsewhere and pass the local "
+                            ".jsonl/.json/.parquet file instead of the hub name (HF_DATASETS_OFFLINE=1 uses an "
+                            "existing local cache).") from None
+        except ReadError as e:
+            raise DataError(str(e)) from None
+        rows = _checked(rows)
         if shuffle:
             rows = list(rows)
             random.Random(self.cfg.seed).shuffle(rows)
@@ -201,20 +247,20 @@ class Converter:
             self._warn("more rows skipped; not printing each (counts and examples in summary.json)")
         self.stats.warned += 1
 
-    def _convert_input(self, spec: str, input_split: str, hub_split: str, limit, shuffle, target) -> list[_Kept]:
+    def _convert_input(self, source: str, input_split: str, hub_split: str, limit, shuffle, target) -> list[_Kept]:
         from tqdm import tqdm
 
-        rows, total = self._rows(spec, hub_split, limit, shuffle)
+        rows, total = self._rows(source, hub_split, limit, shuffle)
         seen: set[str] = set()
         kept: list[_Kept] = []
-        bar = tqdm(rows, total=total, desc=f"{self.spec.name} {input_split}", unit="row", disable=self._no_bar())
+        bar = tqdm(rows, total=total, desc=f"{self.task.name} {input_split}", unit="row", disable=self._no_bar())
         for raw in bar:
             self.stats.rows_in[input_split] += 1
             if raw.error is not None:
                 self._bad(input_split, raw, raw.error)
                 continue
             try:
-                ex = self.spec.to_example(raw.data, self.spec.fields, self.need_response)
+                ex = self.task.example(raw.data, self.need_response)
             except RowError as err:
                 self._bad(input_split, raw, err)
                 continue
@@ -265,9 +311,9 @@ class Converter:
     def _extra(self, k: _Kept, split: str) -> dict:
         return {
             "index": k.raw.position,
-            "uid": f"{self.spec.name}/{k.input_split}/{k.raw.position}",
+            "uid": f"{self.task.name}/{k.input_split}/{k.raw.position}",
             "split": split,
-            "source": self.spec.name,
+            "source": self.task.name,
             "data_source": self.data_source,
             "ground_truth": k.ex.answer,
             "question": k.ex.problem,
@@ -303,41 +349,38 @@ class Converter:
         chosen = set(random.Random(self.cfg.seed + 1).sample(range(len(kept)), n))
         return [k for i, k in enumerate(kept) if i not in chosen], [k for i, k in enumerate(kept) if i in chosen]
 
-    def run(self) -> dict:
+    def collect(self) -> tuple[dict[str, list[dict]], dict]:
+        """Read, filter and split the input: the parquet files to write (path relative to ``out`` -> rows) and the
+        summary (without ``files``, which :func:`~cadft_verl.data.writer.publish` adds)."""
         cfg = self.cfg
+        hub = self.task.hub
         val: list[_Kept] = []
         if cfg.val_input:
-            val_split = cfg.val_split or self.spec.hub_val_split or "test"
+            val_split = cfg.val_split or (hub.test if hub else None) or "test"
             val = self._convert_input(cfg.val_input, "val", val_split, None, False, None)
             self.val_problems = {normalize_problem(k.ex.problem) for k in val}
-        target = cfg.target_rows
-        train = self._convert_input(self.input, "train", cfg.split, cfg.limit, cfg.shuffle, target)
+        split = cfg.split or (hub.train if hub else None) or "train"
+        train = self._convert_input(self.input, "train", split, cfg.limit, cfg.shuffle, cfg.target_rows)
         if not cfg.val_input:
             train, val = self._carve_val(train)
         if not train:
             raise DataError(
                 f"no training rows left from {self.input} (dropped: {dict(self.stats.dropped.get('train', {}))})"
             )
-
-        out = cfg.out
+        files: dict[str, list[dict]] = {}
         paths: dict[str, str] = {}
-        with AtomicOutputs() as w:
-            for fmt in cfg.formats:
-                make = self.sft_row if fmt == "sft" else self.rl_row
-                for split, rows in (("train", train), ("val", val)):
-                    path = os.path.join(out, fmt, f"{split}.parquet")
-                    if rows:
-                        w.parquet(path, [make(k, split) for k in rows])
-                        paths[f"{fmt}_{split}"] = os.path.abspath(path)
-            summary = self._summary(train, val, paths)
-            w.json(os.path.join(out, "summary.json"), summary)
-            w.commit()
-        # A previous run's val file would not match this run's train file: remove it.
         for fmt in cfg.formats:
-            stale = os.path.join(out, fmt, "val.parquet")
-            if not val and os.path.exists(stale):
-                os.unlink(stale)
-        return summary
+            make = self.sft_row if fmt == "sft" else self.rl_row
+            for part, kept in (("train", train), ("val", val)):
+                if kept:
+                    rel = f"{fmt}/{part}.parquet"
+                    files[rel] = [make(k, part) for k in kept]
+                    paths[f"{fmt}_{part}"] = os.path.abspath(os.path.join(cfg.out, rel))
+        return files, self._summary(train, val, paths)
+
+    def run(self) -> dict:
+        files, summary = self.collect()
+        return publish(self.cfg.out, files, summary)
 
     def _summary(self, train, val, paths) -> dict:
         dropped = {
@@ -349,7 +392,7 @@ class Converter:
         opts = {k: v for k, v in asdict(self.cfg).items() if k not in ("progress", "quiet", "out")}
         opts["formats"] = list(self.cfg.formats)
         return {
-            "source": self.spec.name,
+            "source": self.task.name,
             "input": self.input,
             "val_input": self.cfg.val_input,
             "template": self.template.name,
@@ -361,9 +404,18 @@ class Converter:
             "dropped_examples": self.stats.examples,
             "decontamination": self.decon_info,
             "outputs": paths,
-            "summary": os.path.abspath(os.path.join(self.cfg.out, "summary.json")),
+            "summary": os.path.abspath(os.path.join(self.cfg.out, SUMMARY)),
             "options": opts,
         }
+
+
+def _checked(rows: Iterable[RawRow]) -> Iterator[RawRow]:
+    """``rows``, a source that turns out unreadable while being read (a malformed JSON array, text that is not UTF-8)
+    as a :class:`DataError`."""
+    try:
+        yield from rows
+    except ReadError as e:
+        raise DataError(str(e)) from None
 
 
 def convert(cfg: ConvertConfig) -> dict:

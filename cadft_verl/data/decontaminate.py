@@ -1,7 +1,7 @@
 """Decontamination: drop training rows whose problem is an evaluation benchmark's problem, verbatim or reworded.
 
 Two tests, both against every benchmark file of a folder (:func:`benchmark_files`), each file read through the
-dataset spec its path belongs to (:mod:`cadft_verl.math.specs`: question field, problem id):
+task its path belongs to (:func:`cadft_verl.tasks.task_for_file`: question field, problem id):
 
 - ``exact``: the same text, or the same after normalisation (:func:`cadft_verl.math.ngrams.normalize_problem`);
 - ``ngram``: n-gram overlap on normalised tokens (:class:`cadft_verl.math.ngrams.NgramIndex`): a benchmark problem
@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cadft_verl.math.ngrams import DEFAULT_N, DEFAULT_THRESHOLD, NgramIndex, key_and_tokens, normalize_problem
-from cadft_verl.math.rows import FileFormatError, read_rows
-from cadft_verl.math.specs import BenchmarkError, infer_spec, spec_for_file
+from cadft_verl.math.rows import ReadError, read_rows
+from cadft_verl.tasks import task_for_file
+from cadft_verl.tasks.base import BenchmarkError, infer_task
 
 #: how many unusable rows a "no usable row" error quotes
 ERROR_EXAMPLES = 3
@@ -86,9 +87,9 @@ class Decontaminator:
 
     def add_file(self, path: str | os.PathLike, bench_dir: str | os.PathLike | None = None) -> int:
         """Add the problems of one benchmark file; returns how many were read. The question field and id come
-        from the registered spec of the file's path below ``bench_dir``, else from the fields of its first row."""
+        from the task of the file's path below ``bench_dir``, else from the fields of its first row."""
         path = str(path)
-        spec = spec_for_file(path, str(bench_dir)) if bench_dir is not None else None
+        task = task_for_file(path, str(bench_dir)) if bench_dir is not None else None
         bad: list[str] = []
         count = 0
         try:
@@ -96,19 +97,19 @@ class Decontaminator:
                 if raw.error is not None:
                     bad.append(f"{raw.location}: {raw.error.message}")
                     continue
-                if spec is None:
+                if task is None:
                     try:
-                        spec = infer_spec(os.path.basename(path), [raw.data], where=raw.location, need_gold=False)
+                        task = infer_task(os.path.basename(path), [raw.data], where=raw.location, need_gold=False)
                     except BenchmarkError as e:
                         bad.append(str(e))
                         continue
-                text = spec.question(raw.data)
+                text = task.question(raw.data)
                 if text is None:
-                    bad.append(f"{raw.location}: no question field {'/'.join(spec.question_fields)}")
+                    bad.append(f"{raw.location}: no question field {'/'.join(task.question_fields)}")
                     continue
-                self._add_one(text, path, spec.problem_id(raw.data, raw.position))
+                self._add_one(text, path, task.problem_id(raw.data, raw.position))
                 count += 1
-        except (FileFormatError, UnicodeDecodeError, OSError) as e:
+        except (ReadError, OSError) as e:
             raise DecontaminationError(f"benchmark file {path}: cannot be read ({e})") from None
         if count == 0:
             raise DecontaminationError(

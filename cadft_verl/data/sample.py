@@ -1,8 +1,9 @@
 """The small embedded datasets, in both of verl's formats.
 
-- :func:`make_arith`: the CPU default's data, the embedded arithmetic task (:mod:`cadft_verl.math.arith`), generated
+- :func:`make_arith`: the CPU default's data, the embedded arithmetic task (:mod:`cadft_verl.tasks.arith`), generated
   from a seed (nothing read from disk): the SFT training mix (with its incompatible demonstrations, ``kind`` in
-  ``extra_info``), RL training prompts, and RL validation prompts from the held-out benchmark ``arith``.
+  ``extra_info``), RL training prompts, and RL validation prompts from the held-out benchmark ``arith``. Its two
+  conversions (demonstrations, prompts) are written into the folder as one.
 - :func:`make_sample`: a few hundred GSM8K train rows, read from the shared benchmark folder
   (``$CADFT_BENCHMARKS_DIR``, ``<cwd>/../shared/benchmarks`` or ``<repo>/../shared/benchmarks``); never copied into
   the project, only converted.
@@ -13,11 +14,10 @@ from __future__ import annotations
 import json
 import os
 
-from cadft_verl.data.convert import ConvertConfig, convert
-from cadft_verl.data.sources import DataError
-from cadft_verl.data.writer import AtomicOutputs
-from cadft_verl.math import arith
+from cadft_verl.data.convert import ConvertConfig, Converter, DataError, check_out, convert
+from cadft_verl.data.writer import AtomicOutputs, publish
 from cadft_verl.math.prompts import DEFAULT_TEMPLATE
+from cadft_verl.tasks import arith
 from cadft_verl.utils.paths import find_benchmarks_dir
 
 DEFAULT_SAMPLE_OUT = os.path.join("outputs", "data", "gsm8k_sample")
@@ -88,25 +88,25 @@ def make_arith(
     if sft_size < 1 or rl_size < 1 or not 0 <= val_size <= arith.TEST_SIZE:
         raise DataError(f"arith sizes must be sft >= 1, rl >= 1, 0 <= val <= {arith.TEST_SIZE} "
                         f"(got {sft_size}, {rl_size}, {val_size})")
+    check_out(out)
     try:
         rows = arith.train_rows(sft_size + rl_size, seed=seed, mix=mix)
     except ValueError as e:
         raise DataError(str(e)) from None
     prompts = [{k: v for k, v in r.items() if k != "kind"} for r in rows[sft_size:]]  # RL rows have no demonstration
-    raw = {"sft": rows[:sft_size], "rl": prompts, "val": arith.test_rows()[:val_size]}
-    raw_dir = os.path.join(out, "raw")
-    with AtomicOutputs() as w:
-        for name, part in raw.items():
-            w.text(os.path.join(raw_dir, f"{name}.jsonl"), "".join(json.dumps(r) + "\n" for r in part))
+    raw = {f"raw/{name}.jsonl": part
+           for name, part in (("sft", rows[:sft_size]), ("rl", prompts), ("val", arith.test_rows()[:val_size]))}
+    with AtomicOutputs() as w:  # the inputs of the two conversions
+        for rel, part in raw.items():
+            w.text(os.path.join(out, rel), "".join(json.dumps(r) + "\n" for r in part))
         w.commit()
-    val = os.path.join(raw_dir, "val.jsonl") if val_size else None  # clean held-out solutions: sft/val = val/loss
-    common = dict(source="arith", template=template, seed=seed, val_input=val, **overrides)
-    sft = convert(ConvertConfig(out=out, input=os.path.join(raw_dir, "sft.jsonl"), formats=("sft",), **common))
-    rl = convert(ConvertConfig(out=out, input=os.path.join(raw_dir, "rl.jsonl"), formats=("rl",), **common))
-    summary = {"task": "arith", "seed": seed, "sft": sft, "rl": rl,
-               "kinds": {k: sum(r["kind"] == k for r in raw["sft"]) for k in arith.KINDS}}
-    with AtomicOutputs() as w:
-        w.json(os.path.join(out, "summary.json"), summary)
-        w.commit()
-    return summary
+    val = os.path.join(out, "raw/val.jsonl") if val_size else None  # clean held-out solutions: sft/val = val/loss
+    common = dict(out=out, source="arith", template=template, seed=seed, val_input=val, **overrides)
+    files, summary = {}, {"task": "arith", "seed": seed}
+    for fmt in ("sft", "rl"):
+        parts, summary[fmt] = Converter(ConvertConfig(input=os.path.join(out, f"raw/{fmt}.jsonl"), formats=(fmt,),
+                                                      **common)).collect()
+        files.update(parts)
+    summary["kinds"] = {k: sum(r["kind"] == k for r in rows[:sft_size]) for k in arith.KINDS}
+    return publish(out, files, summary, also=tuple(raw))
 

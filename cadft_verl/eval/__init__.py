@@ -7,19 +7,10 @@ Entry points: ``python -m cadft_verl.eval run ...`` / ``compare ...`` / ``list``
 imported only when used.
 """
 
-from cadft_verl.eval.benchmarks import (
-    PRESETS,
-    REGISTRY,
-    Benchmark,
-    BenchmarkError,
-    BenchmarkSpec,
-    Problem,
-    benchmarks_dir,
-    get_spec,
-    load_benchmark,
-)
+from cadft_verl.eval.benchmarks import Benchmark, BenchmarkError, Problem, benchmarks_dir, load_benchmark
 from cadft_verl.eval.metrics import benchmark_metrics, majority_correct, mean_se, pass_at_k
-from cadft_verl.eval.prompts import TEMPLATES, get_template
+from cadft_verl.math.prompts import TEMPLATES, get_template
+from cadft_verl.tasks import BENCHMARKS as REGISTRY, PRESETS, Task as BenchmarkSpec, get_benchmark as get_spec
 
 __all__ = [
     "PRESETS",

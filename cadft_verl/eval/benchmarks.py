@@ -1,12 +1,13 @@
 """Benchmark loading for evaluation: locate a benchmark's file, read it, turn its rows into problems with golds.
 
-Benchmarks are the specs of :mod:`cadft_verl.math.specs` (one registry with decontamination); adding a benchmark =
-one ``register_dataset`` call there. A benchmark that is not registered still works when given a file
-(``--benchmarks myset=/path/test.jsonl``): its fields are inferred (:func:`infer_spec`).
+Benchmarks are the tasks of :mod:`cadft_verl.tasks` that have held-out problems (``BENCHMARKS``, by name or alias;
+presets ``paper`` and ``all``); adding a benchmark = a task there. A benchmark that is not registered still works
+when given a file (``--benchmarks myset=/path/test.jsonl``): its fields are inferred
+(:func:`cadft_verl.tasks.base.infer_task`).
 
-File layouts accepted (:mod:`cadft_verl.math.rows`): JSON lines (``.jsonl``; also ``.json`` holding lines), a JSON
-array or ``{"data": [...]}`` (``.json``), parquet; a UTF-8 byte-order mark and CRLF line ends are fine; the
-Qwen2.5-Math evaluation layout ``<benchmarks dir>/<name>/test.jsonl``; hub datasets
+File layouts accepted (:mod:`cadft_verl.math.rows`): JSON lines (``.jsonl``; also any other extension holding
+lines), a JSON array or ``{"data": [...]}`` (``.json``), parquet; a UTF-8 byte-order mark and CRLF line ends are
+fine; the Qwen2.5-Math evaluation layout ``<benchmarks dir>/<name>/test.jsonl``; hub datasets
 ``hf://owner/name[:config][@split]`` through ``datasets`` (needs network access).
 """
 
@@ -16,28 +17,15 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from cadft_verl.math import rows as row_reader
-from cadft_verl.math.specs import (
-    GOLD_EXTRACTORS,
-    REGISTRY,
-    BenchmarkError,
-    DatasetSpec,
-    available,
-    get_spec,
-    infer_spec,
-    presets,
-)
+from cadft_verl.math.rows import ReadError, hub_uri, read_hub, read_jsonl, read_rows
+from cadft_verl.tasks import PRESETS, get_benchmark
+from cadft_verl.tasks.base import BenchmarkError, Task, infer_task
 from cadft_verl.utils.paths import ENV_VAR as ENV_BENCHMARKS_DIR
 from cadft_verl.utils.paths import benchmark_dir_candidates, find_benchmarks_dir
 
-BenchmarkSpec = DatasetSpec
-#: named selections for ``--benchmarks``
-PRESETS: dict[str, list[str]] = presets()
-
 __all__ = [
-    "GOLD_EXTRACTORS", "PRESETS", "REGISTRY", "Benchmark", "BenchmarkError", "BenchmarkSpec", "Problem", "available",
-    "benchmarks_dir", "expand_benchmark_args", "get_spec", "infer_spec", "load_benchmark", "parse_benchmark_arg",
-    "read_rows",
+    "Benchmark", "Problem", "benchmarks_dir", "default_path", "expand_benchmark_args", "file_rows", "hub_rows",
+    "load_benchmark", "parse_benchmark_arg",
 ]
 
 
@@ -51,7 +39,7 @@ def benchmarks_dir(explicit: str | None = None) -> str:
     return str(found) if found is not None else os.path.abspath(str(benchmark_dir_candidates()[-1]))
 
 
-def default_path(spec: BenchmarkSpec, bdir: str) -> str:
+def default_path(spec: Task, bdir: str) -> str:
     rels = spec.relative_paths()
     tried = []
     for rel in rels:
@@ -63,61 +51,53 @@ def default_path(spec: BenchmarkSpec, bdir: str) -> str:
         f"benchmark file for {spec.name!r} not found: {tried[0]}"
         + (f" (also tried {', '.join(tried[1:])})" if len(tried) > 1 else "")
         + f". Set --benchmarks-dir or ${ENV_BENCHMARKS_DIR}, pass {spec.name}=PATH, or {spec.name}=hf://"
-        + (f"{spec.hub[0]}" if spec.hub else "OWNER/NAME")
+        + (spec.benchmark_hub.name if spec.benchmark_hub else "OWNER/NAME")
     )
 
 
 # -------------------------------------------------------------------------------------------------- reading
-def read_rows(path: str) -> tuple[list[dict], list[str]]:
+def file_rows(path: str) -> tuple[list[dict], list[str]]:
     """Rows of a local file and their locations (``path:LINE``). Errors name the file and line."""
     if not os.path.exists(path):
         raise BenchmarkError(f"benchmark file not found: {path}")
     if os.path.isdir(path):
         for cand in ("test.jsonl", "test.json", "test.parquet"):
             if os.path.isfile(os.path.join(path, cand)):
-                return read_rows(os.path.join(path, cand))
+                return file_rows(os.path.join(path, cand))
         raise BenchmarkError(f"{path} is a folder without test.jsonl / test.json / test.parquet")
-    reader = row_reader.read_rows if row_reader.supported(path) else row_reader.read_jsonl
     rows, locs = [], []
     try:
-        for raw in reader(path):
+        for raw in read_rows(path, other=read_jsonl):
             if raw.error is not None:
                 raise BenchmarkError(f"{raw.location}: {raw.error.message}")
             rows.append(raw.data)
             locs.append(raw.location)
-    except row_reader.FileFormatError as e:
+    except ReadError as e:
         raise BenchmarkError(str(e)) from None
-    except UnicodeDecodeError as e:
-        raise BenchmarkError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     return rows, locs
 
 
-def read_hub(uri: str, spec: BenchmarkSpec | None) -> tuple[list[dict], list[str], str]:
-    """Rows of ``hf://owner/name[:config][@split]`` (or the spec's hub entry for ``hf://``)."""
+def hub_rows(uri: str, spec: Task | None) -> tuple[list[dict], list[str], str]:
+    """Rows of ``hf://owner/name[:config][@split]`` (or of the task's hub copy for ``hf://``), their locations and
+    the dataset's ``hf://`` name."""
     target = uri[len("hf://") :]
-    if not target and spec and spec.hub:
-        name, config, split = spec.hub
+    hub = spec.benchmark_hub if spec else None
+    if not target and hub:
+        name, config, split = hub.name, hub.config, hub.test
     else:
         split = "test"
         if "@" in target:
             target, split = target.rsplit("@", 1)
         name, _, config = target.partition(":")
         config = config or None
-        if spec and spec.hub and spec.hub[0] == name:
-            config = config or spec.hub[1]
-            split = split if "@" in uri else spec.hub[2]
-    desc = f"hf://{name}{':' + config if config else ''}@{split}"
+        if hub and hub.name == name:
+            config = config or hub.config
+            split = split if "@" in uri else hub.test
     try:
-        import datasets
-
-        ds = datasets.load_dataset(name, config, split=split)
-    except Exception as e:  # noqa: BLE001 - offline, missing dataset, auth
-        raise BenchmarkError(
-            f"cannot load {desc} from the Hugging Face hub ({type(e).__name__}: {str(e)[:300]}). "
-            "Offline? Download the file and pass NAME=/path/to/test.jsonl instead."
-        ) from None
-    rows = [dict(r) for r in ds]
-    return rows, [f"{desc}:row {i}" for i in range(len(rows))], desc
+        raws = list(read_hub(name, config, split)[0])
+    except ReadError as e:
+        raise BenchmarkError(f"{e}. Offline? Download the file and pass NAME=/path/to/test.jsonl instead.") from None
+    return [r.data for r in raws], [r.location for r in raws], hub_uri(name, config, split)
 
 
 # -------------------------------------------------------------------------------------------------- problems
@@ -136,7 +116,7 @@ class Benchmark:
     name: str
     display: str
     source: str  # file path or hf:// URI
-    spec: BenchmarkSpec
+    spec: Task
     problems: list[Problem] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # "location: reason"
 
@@ -173,7 +153,7 @@ def load_benchmark(
     """Load one benchmark given as ``name``, ``name=path``, ``path`` or ``name=hf://...``."""
     name, path = parse_benchmark_arg(arg)
     try:
-        spec: BenchmarkSpec | None = get_spec(name)
+        spec: Task | None = get_benchmark(name)
     except BenchmarkError:
         if path is None:
             raise
@@ -192,14 +172,14 @@ def load_benchmark(
                     raise
                 path = "hf://"
         if path.startswith("hf://"):
-            rows, locs, source = read_hub(path, spec)
+            rows, locs, source = hub_rows(path, spec)
         else:
-            rows, locs = read_rows(path)
+            rows, locs = file_rows(path)
             source = os.path.abspath(path)
     if not rows:
         raise BenchmarkError(f"{source}: no rows")
     if spec is None or not spec.fits(rows[0]):
-        inferred = infer_spec(spec.name if spec else name, rows, where=source)
+        inferred = infer_task(spec.name if spec else name, rows, where=source)
         spec = (
             inferred
             if spec is None

@@ -7,8 +7,8 @@ import json
 import os
 import sys
 
-from cadft_verl.eval.benchmarks import PRESETS, REGISTRY, BenchmarkError, available
-from cadft_verl.eval.prompts import TEMPLATES
+from cadft_verl.tasks import BENCHMARKS as REGISTRY, PRESETS, BenchmarkError, available
+from cadft_verl.math.prompts import TEMPLATES
 from cadft_verl.eval.report import ReportError
 
 

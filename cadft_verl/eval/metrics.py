@@ -53,7 +53,7 @@ def majority_correct(preds: Sequence[str | None], correct: Sequence[bool]) -> fl
         if ok:
             votes[CORRECT_KEY] += 1
         elif p is not None:
-            from cadft_verl.reward.normalize import normalize_answer
+            from cadft_verl.math.answers import normalize_answer
 
             votes[squash(normalize_answer(p)) if len(p) < 10_000 else p] += 1
     if not votes:

@@ -11,7 +11,7 @@ import math
 import os
 from collections.abc import Sequence
 
-from cadft_verl.eval.benchmarks import REGISTRY
+from cadft_verl.tasks import BENCHMARKS as REGISTRY
 from cadft_verl.eval.metrics import resolve_metric
 
 

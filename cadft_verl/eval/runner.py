@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from cadft_verl.eval.benchmarks import Benchmark, expand_benchmark_args, load_benchmark
 from cadft_verl.eval.generation import SamplingSettings, make_generator, resolve_backend
 from cadft_verl.eval.metrics import average_metrics, benchmark_metrics, resolve_metric
-from cadft_verl.eval.prompts import get_template
+from cadft_verl.math.prompts import get_template
 from cadft_verl.eval.report import parse_labeled, plot_models, run_markdown
 
 DEFAULT_BENCHMARKS = ["paper"]
@@ -226,7 +226,7 @@ def rescore(samples: str, out: str, score_timeout: float = 10.0, score_workers: 
     per_bench = {}
     for name, probs in groups.items():
         m = benchmark_metrics(list(probs.values()), greedy=greedy)
-        from cadft_verl.eval.benchmarks import REGISTRY
+        from cadft_verl.tasks import BENCHMARKS as REGISTRY
 
         m["display"] = REGISTRY[name].display if name in REGISTRY else name
         per_bench[name] = m

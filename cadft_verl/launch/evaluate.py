@@ -57,7 +57,8 @@ def _args(value) -> list[str]:
 
 # ------------------------------------------------------------------------------------------------ input checks
 def _check_benchmark(arg: str, key: str, bdir: str | None, hub: bool, required: bool) -> None:
-    from cadft_verl.eval.benchmarks import BenchmarkError, benchmarks_dir, default_path, get_spec, parse_benchmark_arg
+    from cadft_verl.eval.benchmarks import BenchmarkError, benchmarks_dir, default_path, parse_benchmark_arg
+    from cadft_verl.tasks import get_benchmark as get_spec
 
     name, path = parse_benchmark_arg(arg)
     if path is None:
@@ -81,8 +82,8 @@ def _check_benchmark(arg: str, key: str, bdir: str | None, hub: bool, required: 
 def check_eval_inputs(config) -> None:
     """Refuse, before any worker starts, an eval stage that could not run: no benchmark, an unknown benchmark name,
     a required benchmark file that is missing, unknown models, template or backend."""
-    from cadft_verl.eval.prompts import get_template
-    from cadft_verl.math.specs import available
+    from cadft_verl.math.prompts import get_template
+    from cadft_verl.tasks import available
 
     ev = _block(config)
     required = _args(ev.get("benchmarks"))

@@ -33,11 +33,6 @@ _LATEX_NOISE = re.compile(
     r"\\(?:[ ,!;:>]|(?:quad|qquad|enspace|thinspace|negthinspace|left|right|displaystyle|textstyle)(?![a-zA-Z]))"
 )
 _FRAC_VARIANTS = re.compile(r"\\[dt]frac(?![a-zA-Z])")
-_WHITESPACE = re.compile(r"\s+")
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
-# a LaTeX command, a run of letters, a number, or one operator / bracket (punctuation, braces and $ are dropped)
-_TOKEN = re.compile(r"\\[a-z]+|[^\W\d_]+|\d+(?:\.\d+)?|[-+*/=<>^_()\[\]|!%&#@]")
-_NUMBER = re.compile(r"\d")
 
 
 def _canonical(text: str) -> str:
@@ -46,24 +41,42 @@ def _canonical(text: str) -> str:
     return _LATEX_NOISE.sub(" ", t)
 
 
+_WHITESPACE = re.compile(r"\s+")
+
+
+def _key(canon: str) -> str:
+    return _WHITESPACE.sub("", canon.replace("$", "").replace("~", ""))
+
+
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+# a LaTeX command, a run of letters, a number, or one operator / bracket (punctuation, braces and $ are dropped)
+_TOKEN = re.compile(r"\\[a-z]+|[^\W\d_]+|\d+(?:\.\d+)?|[-+*/=<>^_()\[\]|!%&#@]")
+
+
+def _tokens(canon: str) -> list[str]:
+    return _TOKEN.findall(_THOUSANDS.sub("", canon))
+
+
 def normalize_problem(text: str) -> str:
     """Canonical form for duplicate / contamination matching: NFKC, lower case, ``\\dfrac``/``\\tfrac`` -> ``\\frac``,
     LaTeX spacing (``\\ ``, ``\\,``, ``\\!``, ``\\;``, ``\\quad``, ``\\left``/``\\right``...), ``$``, ``~`` and all
     whitespace removed."""
-    t = _canonical(text).replace("$", "").replace("~", "")
-    return _WHITESPACE.sub("", t)
+    return _key(_canonical(text))
 
 
 def problem_tokens(text: str) -> list[str]:
     """Normalised tokens: as :func:`normalize_problem`, then words, numbers (thousands separators removed), LaTeX
     commands and single operators; punctuation, braces, ``$`` and ``~`` dropped."""
-    return _TOKEN.findall(_THOUSANDS.sub("", _canonical(text)))
+    return _tokens(_canonical(text))
 
 
 def key_and_tokens(text: str) -> tuple[str, list[str]]:
     """``(normalize_problem(text), problem_tokens(text))``, normalising the text once."""
     canon = _canonical(text)
-    return _WHITESPACE.sub("", canon.replace("$", "").replace("~", "")), _TOKEN.findall(_THOUSANDS.sub("", canon))
+    return _key(canon), _tokens(canon)
+
+
+_NUMBER = re.compile(r"\d")
 
 
 def _numbers(tokens: Iterable[str]) -> Counter:

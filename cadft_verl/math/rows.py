@@ -1,15 +1,20 @@
-"""The one row reader for math data files: JSON lines, a JSON array or ``{"data": [...]}``, and parquet.
+"""The one row reader of math data: local files (JSON lines, a JSON array or ``{"data": [...]}``, parquet) and
+Hugging Face Hub datasets.
 
 Every reader yields :class:`RawRow` (location, position, dict). A line that cannot be read is yielded with its
 :class:`RowError` instead of a dict, so a caller decides whether to skip it (data conversion) or stop (evaluation).
+A source that cannot be read as a whole (unsupported file type, malformed JSON array, text that is not UTF-8, a hub
+dataset that does not load) raises :class:`ReadError` naming it.
 Text files may start with a UTF-8 byte-order mark and use CRLF line ends; blank lines are skipped.
-Locations: ``path:LINE`` (1-based) for JSON lines, ``path:row N`` (0-based) for JSON arrays and parquet.
+Locations: ``path:LINE`` (1-based) for JSON lines, ``path:row N`` (0-based) for JSON arrays and parquet,
+``hf://owner/name[:config]@split:row N`` for the hub.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -26,8 +31,12 @@ class RowError(Exception):
         self.message = message
 
 
-class FileFormatError(Exception):
-    """The file as a whole cannot be read (unsupported type, malformed JSON array); the message names the file."""
+class ReadError(Exception):
+    """A file or hub dataset cannot be read as a whole; the message names it."""
+
+
+class HubError(ReadError):
+    """A hub dataset does not load (offline, unknown name, no access)."""
 
 
 @dataclass
@@ -79,7 +88,7 @@ def read_json(path: str) -> Iterator[RawRow]:
             obj = json.loads(text)
         except json.JSONDecodeError as e:
             if head == "[":
-                raise FileFormatError(f"{path}:{e.lineno}: malformed JSON file ({e.msg}, column {e.colno})") from None
+                raise ReadError(f"{path}:{e.lineno}: malformed JSON file ({e.msg}, column {e.colno})") from None
             obj = None  # "{" on the first line and more objects below: JSON lines in a .json file
         if isinstance(obj, list):
             yield from _array_rows(path, obj)
@@ -112,16 +121,54 @@ READERS: dict[str, Callable[[str], Iterator[RawRow]]] = {
 }
 
 
-def supported(path: str) -> bool:
-    return os.path.splitext(path)[1].lower() in READERS
-
-
-def read_rows(path: str) -> Iterator[RawRow]:
-    """Rows of a local file, chosen by its extension (see :data:`READERS`)."""
+def read_rows(path: str, other: Callable[[str], Iterator[RawRow]] | None = None) -> Iterator[RawRow]:
+    """Rows of a local file, chosen by its extension (see :data:`READERS`); a file of another extension is read by
+    ``other``, else refused."""
     ext = os.path.splitext(path)[1].lower()
-    if ext not in READERS:
-        raise FileFormatError(f"{path}: unsupported file type {ext!r}; use one of {sorted(READERS)}")
-    return READERS[ext](path)
+    reader = READERS.get(ext, other)
+    if reader is None:
+        raise ReadError(f"{path}: unsupported file type {ext!r}; use one of {sorted(READERS)}")
+    return _utf8(path, reader(path))
+
+
+def _utf8(path: str, rows: Iterator[RawRow]) -> Iterator[RawRow]:
+    try:
+        yield from rows
+    except UnicodeDecodeError as e:
+        raise ReadError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def hub_uri(name: str, config: str | None, split: str) -> str:
+    """``hf://owner/name[:config]@split``: how a hub dataset is named in locations and messages."""
+    return f"hf://{name}{':' + config if config else ''}@{split}"
+
+
+def read_hub(name: str, config: str | None = None, split: str = "train") -> tuple[Iterator[RawRow], int]:
+    """Rows of a hub dataset (``datasets.load_dataset(name, config, split=split)``, network or local cache) and
+    their number."""
+    uri = hub_uri(name, config, split)
+    try:
+        import datasets
+
+        ds = datasets.load_dataset(name, config, split=split)
+    except Exception as e:  # noqa: BLE001 - offline / unknown name / auth: all reported the same way
+        raise HubError(f"cannot load {uri} from the Hugging Face Hub ({type(e).__name__}: {str(e)[:300]})") from None
+    return (RawRow(f"{uri}:row {i}", i, dict(obj)) for i, obj in enumerate(ds)), len(ds)
+
+
+_HUB_NAME_RE = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def open_rows(source: str, split: str = "train", config: str | None = None) -> tuple[Iterator[RawRow], int | None]:
+    """Rows of a local data file or, when no such file exists and ``source`` looks like ``owner/name``, of that hub
+    dataset; and their number where it is known without reading them."""
+    if os.path.isfile(source):
+        return read_rows(source), count_rows(source)
+    if os.path.exists(source):
+        raise ReadError(f"{source}: is a directory; pass a data file ({', '.join(sorted(READERS))})")
+    if _HUB_NAME_RE.match(source) and os.path.splitext(source)[1].lower() not in READERS:
+        return read_hub(source, config, split)
+    raise ReadError(f"{source}: no such file (and not a hub dataset name of the form owner/name)")
 
 
 def count_rows(path: str) -> int | None:

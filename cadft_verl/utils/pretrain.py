@@ -2,7 +2,7 @@
 
 A random model learns nothing from RL (every reward is 0), and a model that already solves everything leaves no
 room for SFT, RL or rewriting. This base is trained (plain PyTorch, a few minutes on 2 cores) on clean
-demonstrations of problems with at most ``max_steps`` (2) steps of :mod:`cadft_verl.math.arith`, so it solves many
+demonstrations of problems with at most ``max_steps`` (2) steps of :mod:`cadft_verl.tasks.arith`, so it solves many
 short held-out problems and few three-step ones. Like a base model pretrained on raw text, it does not always give
 its answer in the form the prompt asks for: its demonstrations end in ``\\boxed{N}`` for problems about the first
 ``boxed_items`` (4 of 8) items, but for the other items only one in five does (``other_boxed``), the rest end
@@ -26,7 +26,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 
-from cadft_verl.math import arith
+from cadft_verl.tasks import arith
 from cadft_verl.math.prompts import DEFAULT_TEMPLATE, get_template
 
 
@@ -98,7 +98,7 @@ def boxes_answer(row: dict, cfg: PretrainConfig) -> bool:
 
 
 def _encode(tokenizer, template, row: dict, boxed: bool = True) -> tuple[list[int], list[int]]:
-    from cadft_verl.data.sources import gsm8k_response, gsm8k_steps
+    from cadft_verl.tasks.gsm8k import gsm8k_response, gsm8k_steps
     from cadft_verl.math.extract import gsm8k_final
 
     prompt = tokenizer.apply_chat_template(template.messages(row["question"]), tokenize=False,

@@ -7,7 +7,7 @@ import re
 import pandas as pd
 import pytest
 
-from cadft_verl.math import arith
+from cadft_verl.tasks import arith
 
 
 def _final(row):
@@ -70,6 +70,11 @@ def test_make_arith_writes_both_formats_with_the_kind_in_extra_info(tmp_path, mo
     assert [v["ground_truth"] for v in val["reward_model"]] == [_final(r) for r in held_out]
     assert len(pd.read_parquet(tmp_path / "sft" / "val.parquet")) == 8
     assert json.loads((tmp_path / "summary.json").read_text())["task"] == "arith"
+    # its two conversions are one conversion of the folder: a rerun without validation rows leaves no val file
+    assert summary["files"] == ["raw/rl.jsonl", "raw/sft.jsonl", "raw/val.jsonl", "rl/train.parquet",
+                                "rl/val.parquet", "sft/train.parquet", "sft/val.parquet"]
+    make_arith(out=str(tmp_path), sft_size=40, rl_size=16, val_size=0, quiet=True)
+    assert not (tmp_path / "sft" / "val.parquet").exists() and not (tmp_path / "rl" / "val.parquet").exists()
 
 
 def test_the_arith_benchmark_needs_no_file(tmp_path):

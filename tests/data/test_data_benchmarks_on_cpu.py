@@ -15,7 +15,7 @@ from data_test_utils import read_summary, write_jsonl
 from math_verify import parse, verify
 
 from cadft_verl.data.convert import ConvertConfig, convert
-from cadft_verl.data.filters import benchmark_files
+from cadft_verl.data.decontaminate import benchmark_files
 
 MANIFEST_ROWS = {"gsm8k/train.jsonl": 7473, "gsm8k/test.jsonl": 1319, "math/test.jsonl": 500}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pandas as pd
@@ -9,10 +10,11 @@ import pytest
 from data_test_utils import read_summary, write_jsonl
 
 from cadft_verl.data.cli import main
-from cadft_verl.data.convert import ConvertConfig, convert
-from cadft_verl.data.filters import chat_lengths, normalize_problem
-from cadft_verl.data.sources import DataError, gsm8k_response
+from cadft_verl.data.convert import ConvertConfig, DataError, chat_lengths, convert
+from cadft_verl.data.sample import make_arith
 from cadft_verl.data.writer import AtomicOutputs
+from cadft_verl.math.ngrams import normalize_problem
+from cadft_verl.tasks.gsm8k import gsm8k_response
 
 
 def _cfg(src, out, **kw):
@@ -105,6 +107,43 @@ def test_failed_run_keeps_previous_outputs_and_leaves_no_temporary_files(tmp_pat
         convert(_cfg(write_jsonl(tmp_path / "c.jsonl", _rows(7)), out))
     after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before  # no half-converted file, no .tmp leftovers
+
+
+def _files(out):
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+
+
+def test_a_rerun_owns_the_folder_and_leaves_no_stale_file(tmp_path):
+    """A rerun into the same --out removes what the previous conversion wrote and it does not: OUT/sft/train.parquet
+    cannot be an older conversion's while summary.json describes a newer one."""
+    src = write_jsonl(tmp_path / "a.jsonl", _rows(10))
+    out = tmp_path / "o"
+    convert(_cfg(src, out, val_size=2))
+    assert _files(out) == ["rl/train.parquet", "rl/val.parquet", "sft/train.parquet", "sft/val.parquet",
+                           "summary.json"]
+    (out / "notes.txt").write_text("mine")  # a file no conversion wrote is never touched
+    s = convert(_cfg(src, out, formats=("rl",)))
+    assert _files(out) == ["notes.txt", "rl/train.parquet", "summary.json"] and not (out / "sft").exists()
+    assert s["files"] == read_summary(out)["files"] == ["rl/train.parquet"] and list(s["outputs"]) == ["rl_train"]
+    # a folder converted before summaries recorded their files: the files a conversion writes count as recorded
+    convert(_cfg(src, out, val_size=2))
+    summary = read_summary(out)
+    del summary["files"]
+    (out / "summary.json").write_text(json.dumps(summary))
+    convert(_cfg(src, out, formats=("sft",)))
+    assert _files(out) == ["notes.txt", "sft/train.parquet", "summary.json"]
+
+
+def test_an_out_that_is_a_file_is_refused_with_a_clear_error(tmp_path, capsys):
+    src = write_jsonl(tmp_path / "a.jsonl", _rows(3))
+    taken = tmp_path / "taken.txt"
+    taken.write_text("not a folder")
+    for out, says in ((taken, "is a file"), (taken / "sub", f"lies below the file {taken}")):
+        rc = main(["convert", "--source", "generic", "--input", src, "--out", str(out), "--no-decontaminate"])
+        assert rc == 2 and f"error: --out {out}: {says}; name a folder" in capsys.readouterr().err
+    with pytest.raises(DataError, match="is a file"):
+        make_arith(out=str(taken), sft_size=4, rl_size=4, val_size=0, quiet=True)
+    assert taken.read_text() == "not a folder"
 
 
 def test_dedup_on_normalised_problem(tmp_path):
@@ -258,7 +297,7 @@ def test_missing_file_and_offline_hub_give_clear_errors(tmp_path, monkeypatch, c
     monkeypatch.setattr(datasets, "load_dataset", offline)
     rc = main(["convert", "--source", "numina", "--out", str(tmp_path / "o"), "--no-decontaminate"])
     err = capsys.readouterr().err
-    assert rc == 2 and "cannot load 'AI-MO/NuminaMath-CoT'" in err and "offline" in err and "local" in err
+    assert rc == 2 and "cannot load hf://AI-MO/NuminaMath-CoT@train" in err and "offline" in err and "local" in err
 
 
 def test_hub_names_go_through_datasets_load_dataset(tmp_path, monkeypatch):
@@ -286,4 +325,4 @@ def test_hub_names_go_through_datasets_load_dataset(tmp_path, monkeypatch):
     )
     assert calls == [("openai/gsm8k", "main", "test"), ("openai/gsm8k", "main", "train")]
     assert s["rows_out"] == {"train": 2, "val": 1}
-    assert pd.read_parquet(tmp_path / "o/rl/train.parquet").extra_info[1]["location"] == "hub:openai/gsm8k[train]:row 1"
+    assert pd.read_parquet(tmp_path / "o/rl/train.parquet").extra_info[1]["location"] == "hf://openai/gsm8k:main@train:row 1"

@@ -14,9 +14,10 @@ import re
 
 import pytest
 
-from cadft_verl.eval.benchmarks import PRESETS, benchmarks_dir, get_spec, load_benchmark
+from cadft_verl.eval.benchmarks import benchmarks_dir, load_benchmark
+from cadft_verl.math.extract import extract_final_answer
 from cadft_verl.reward import ScoringPool, score_batch
-from cadft_verl.reward.extract import extract_final_answer
+from cadft_verl.tasks import PRESETS, get_benchmark
 
 BDIR = benchmarks_dir()
 pytestmark = pytest.mark.skipif(not os.path.isdir(BDIR), reason=f"no benchmarks folder at {BDIR}")
@@ -60,7 +61,7 @@ def test_boxed_gold_scores_100(benches, pool, name):
     assert not fails, f"{len(fails)} rows fail:\n" + "\n".join(fails[:20])
 
 
-@pytest.mark.parametrize("name", [n for n in PRESETS["all"] if get_spec(n).solution_field])
+@pytest.mark.parametrize("name", [n for n in PRESETS["all"] if get_benchmark(n).solution_field])
 def test_solution_text_scores_100(benches, pool, name):
     b = benches[name]
     skip = NO_ANSWER_IN_SOLUTION.get(name, set())

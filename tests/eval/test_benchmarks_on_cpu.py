@@ -1,4 +1,5 @@
-"""Benchmark registry and loaders: layouts, field inference, folder lookup, bad input messages."""
+"""The benchmarks of the one task registry, and their loaders: layouts, field inference, folder lookup, bad input
+messages."""
 
 import json
 import os
@@ -6,16 +7,9 @@ import os
 import pytest
 
 from cadft_verl.eval import benchmarks as bm
-from cadft_verl.eval.benchmarks import (
-    PRESETS,
-    REGISTRY,
-    BenchmarkError,
-    expand_benchmark_args,
-    get_spec,
-    load_benchmark,
-    parse_benchmark_arg,
-)
-from cadft_verl.eval.prompts import TEMPLATES, get_template
+from cadft_verl.eval.benchmarks import BenchmarkError, expand_benchmark_args, load_benchmark, parse_benchmark_arg
+from cadft_verl.math.prompts import TEMPLATES, get_template
+from cadft_verl.tasks import BENCHMARKS, PRESETS, TASKS, get_benchmark, get_task
 
 
 def _write_jsonl(path, rows):
@@ -27,17 +21,23 @@ def _write_jsonl(path, rows):
 
 
 def test_registry_and_aliases():
-    assert set(REGISTRY) == {"math500", "aime24", "aime25", "amc23", "minerva_math", "olympiadbench", "gsm8k", "arith"}
+    assert set(BENCHMARKS) == {"math500", "aime24", "aime25", "amc23", "minerva_math", "olympiadbench", "gsm8k",
+                               "arith"}
+    assert set(TASKS) == {*BENCHMARKS, "numina", "openr1", "generic"}  # one registry: benchmarks and corpora
     assert PRESETS["paper"] == ["math500", "minerva_math", "olympiadbench", "aime24", "amc23"]
-    assert get_spec("MATH-500").name == "math500" and get_spec("minerva").name == "minerva_math"
+    assert get_benchmark("MATH-500").name == "math500" and get_benchmark("minerva").name == "minerva_math"
     assert expand_benchmark_args(["paper", "gsm8k,aime25", "x=/p"]) == [*PRESETS["paper"], "gsm8k", "aime25", "x=/p"]
+    # the data CLI's sources are the same objects: --source math is the task math500, --source gsm8k the benchmark
+    assert get_task("math") is get_benchmark("math500") and get_task("gsm8k") is BENCHMARKS["gsm8k"]
+    with pytest.raises(BenchmarkError, match="unknown benchmark 'numina'"):
+        get_benchmark("numina")  # a training corpus, not a benchmark
 
 
 def test_unknown_name_lists_available():
     with pytest.raises(BenchmarkError) as e:
         load_benchmark("math5000")
     msg = str(e.value)
-    assert "math5000" in msg and all(n in msg for n in REGISTRY)
+    assert "math5000" in msg and all(n in msg for n in BENCHMARKS)
 
 
 def test_missing_file_names_the_path(tmp_path):

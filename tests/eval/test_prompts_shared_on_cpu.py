@@ -7,9 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from cadft_verl.data.convert import ConvertConfig, Converter, convert
-from cadft_verl.data.sources import DataError
-from cadft_verl.eval import prompts as eval_prompts
+from cadft_verl.data.convert import ConvertConfig, Converter, DataError, convert
+from cadft_verl.eval import runner
 from cadft_verl.math import prompts
 
 
@@ -23,7 +22,7 @@ def _src(tmp_path):
 def test_training_and_evaluation_prompt_are_the_same_object(tmp_path, name):
     conv = Converter(ConvertConfig(out=str(tmp_path / "o"), input=_src(tmp_path), template=name,
                                    decontaminate=False, quiet=True))
-    assert conv.template is eval_prompts.get_template(name) is prompts.get_template(name)
+    assert conv.template is runner.get_template(name) is prompts.get_template(name)
 
 
 def test_rl_prompt_renders_as_the_evaluation_prompt(tmp_path):
@@ -34,7 +33,7 @@ def test_rl_prompt_renders_as_the_evaluation_prompt(tmp_path):
     convert(ConvertConfig(out=str(out), input=_src(tmp_path), decontaminate=False, progress=False, quiet=True))
     rl_prompt = list(pd.read_parquet(out / "rl/train.parquet").prompt[0])
     sft_user = list(pd.read_parquet(out / "sft/train.parquet").messages[0])[:-1]
-    t = eval_prompts.get_template("qwen-boxed")
+    t = runner.get_template("qwen-boxed")
     assert [dict(m) for m in rl_prompt] == [dict(m) for m in sft_user] == t.messages("What is {1+1}?")
     rendered = tok.apply_chat_template([dict(m) for m in rl_prompt], tokenize=False, add_generation_prompt=True)
     assert rendered == t.render("What is {1+1}?", tok)

@@ -95,7 +95,7 @@ def test_scripted_run_known_numbers(tmp_path, tiny_model):
     from transformers import AutoTokenizer
 
     from cadft_verl.eval.benchmarks import load_benchmark
-    from cadft_verl.eval.prompts import get_template
+    from cadft_verl.math.prompts import get_template
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     tmpl = get_template("chat")

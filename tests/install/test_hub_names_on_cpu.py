@@ -1,7 +1,7 @@
 """Every hub dataset name that a script or doc hands to the data CLI is one the data CLI's source registry knows.
 
 The 8-GPU script once defaulted to a hub dataset that had been taken down, so a user's first launch failed there.
-Hub names are read from the registry through its public export ``cadft_verl.data.SOURCES`` (``SourceSpec.hub_name``).
+Hub names are read from the one registry of datasets, ``cadft_verl.tasks.TASKS`` (``Task.hub_name``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _defaults(text: str, var: str) -> set[str]:
 
 
 def registry_hub_names() -> set[str]:
-    from cadft_verl.data import SOURCES
+    from cadft_verl.tasks import TASKS as SOURCES
 
     return {s.hub_name for s in SOURCES.values() if s.hub_name}
 

@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from cadft_verl.reward.extract import extract_final_answer, gsm8k_final, last_boxed
-from cadft_verl.reward.normalize import normalize_answer, normalize_gold
+from cadft_verl.math.answers import normalize_answer, normalize_gold
+from cadft_verl.math.extract import extract_final_answer, gsm8k_final, last_boxed
 
 
 @pytest.mark.parametrize(

@@ -5,15 +5,16 @@
 
 One object per concern of the task, all here: the problem space (a start value and 1-3 add/subtract steps), the split
 of that space into training and held-out problems (by a hash of the numbers and operations, so no held-out problem
-is seen in training under any name or wording), the renderings of a solution (``KINDS``), and the files:
+is seen in training under any name or wording), the renderings of a solution (``KINDS``), the rows, and the task:
 
 - ``train_rows``: the training mix. Most demonstrations are ``clean``; the rest are incompatible in the ways real data
   is: ``wrong_step`` (an intermediate result is wrong, the final answer is right), ``style`` (numbers in words, a
-  different solution style) and ``answer_only`` (no worked steps). Each row records its ``kind`` (carried into
-  ``extra_info`` by :mod:`cadft_verl.data.convert`).
+  different solution style) and ``answer_only`` (no worked steps). Each row records its ``kind``.
 - ``pretrain_rows``: clean demonstrations of part of the task (``max_steps`` 2 by default) for the base model
   (:mod:`cadft_verl.utils.pretrain`).
-- ``test_rows``: the held-out benchmark ``arith`` (registered in :mod:`cadft_verl.math.specs`; it needs no file).
+- ``test_rows``: the held-out problems, the benchmark ``arith`` (it needs no file).
+- ``ARITH``: the task (:class:`cadft_verl.tasks.base.Task`): GSM8K's schema, and its training examples carry each
+  row's ``kind`` and step count into ``extra_info``.
 
 Everything is a pure function of its seed.
 """
@@ -24,6 +25,9 @@ import hashlib
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+from cadft_verl.tasks.base import Example
+from cadft_verl.tasks.gsm8k import GSM8KTask
 
 NAMES = ("Ava", "Ben", "Cara", "Dan", "Eli", "Fay", "Gus", "Hana", "Ivan", "Jade", "Kai", "Lena", "Milo", "Nora",
          "Omar", "Pia")
@@ -208,3 +212,18 @@ def test_rows(n: int = TEST_SIZE, seed: int = TEST_SEED) -> list[dict]:
     """The held-out problems (never in ``train_rows``/``pretrain_rows``), equal shares of 1, 2 and 3 steps."""
     rng = random.Random(seed + 1)
     return [_row(p, f"arith-test-{i}", "clean", rng) for i, p in enumerate(problems(n, seed, True))]
+
+
+class ArithTask(GSM8KTask):
+    """GSM8K's schema, plus the demonstration's kind and step count, kept in ``extra_info``."""
+
+    def example(self, row: dict, need_response: bool) -> Example:
+        ex = super().example(row, need_response)
+        ex.extra = {k: row[k] for k in ("kind", "steps") if row.get(k) is not None}
+        return ex
+
+
+ARITH = ArithTask(
+    "arith", "Arith", "the embedded arithmetic task (GSM8K schema + kind, steps; python -m cadft_verl.data arith "
+    "writes it)", ("question",), "answer", "gsm8k", "id", "answer", expected_rows=TEST_SIZE, builder=test_rows,
+)
