@@ -113,9 +113,11 @@ class EvalConfig(TypedBlock):
             raise ValueError(f"eval.models: {self.models} is not a non-empty list of {list(MODELS)}")
         for key in ("k", "max_new_tokens", "batch_size", "tensor_parallel_size"):
             _positive_int(key, getattr(self, key))
-        for key in ("limit", "max_model_len", "score_workers"):
+        for key in ("limit", "max_model_len"):
             if getattr(self, key) is not None:
                 _positive_int(key, getattr(self, key), " or null")
+        if self.score_workers is not None:  # 0: score in the launch's own process
+            _positive_int("score_workers", self.score_workers, " (0: in this process) or null", least=0)
         for key in ("greedy", "hub"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"eval.{key} must be true or false, got {getattr(self, key)!r}")
@@ -161,6 +163,6 @@ def _number(key: str, value) -> float:
     return float(value)
 
 
-def _positive_int(key: str, value, alt: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"eval.{key} must be an int >= 1{alt}, got {value!r}")
+def _positive_int(key: str, value, alt: str = "", least: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"eval.{key} must be an int >= {least}{alt}, got {value!r}")

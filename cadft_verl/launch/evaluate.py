@@ -20,29 +20,21 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 
-from omegaconf import OmegaConf
-
+from cadft_verl.eval.config import MODELS, EvalConfig
 from cadft_verl.eval.model_path import model_fingerprint, resolve_model
-from cadft_verl.launch.run_dir import MODELS, RunDir
+from cadft_verl.launch.run_dir import RunDir
 from cadft_verl.launch.stages import Launch, Stage, register
 from cadft_verl.utils.files import read_json, write_json
 
 #: the report's name of an RL stage by verl's algorithm.adv_estimator (GAE advantages with a critic: PPO)
 ALGORITHM_NAMES = {"gae": "ppo"}
-BACKENDS = ("auto", "hf", "vllm")
-# eval-block keys passed to RunConfig under the same name
-_RUN_KEYS = ("limit", "k", "greedy", "temperature", "top_p", "max_new_tokens", "template", "backend", "batch_size",
-             "benchmarks_dir", "hub", "seed", "dtype", "tensor_parallel_size", "gpu_memory_utilization",
-             "max_model_len", "score_timeout", "score_workers")
 
 
 def _block(config) -> dict:
-    ev = config.get("eval")
-    if ev is None:
-        raise ValueError("eval: the stages include eval but the config has no eval block (recipes/main.yaml)")
-    return OmegaConf.to_container(ev, resolve=True) if not isinstance(ev, dict) else dict(ev)
+    """The ``eval`` block, typed and validated (``cadft_verl.eval.config.EvalConfig``), as a dict."""
+    return asdict(EvalConfig.from_config(config))
 
 
 def _args(value) -> list[str]:
@@ -80,8 +72,9 @@ def _check_benchmark(arg: str, key: str, bdir: str | None, hub: bool, required: 
 
 
 def check_eval_inputs(config) -> None:
-    """Refuse, before any worker starts, an eval stage that could not run: no benchmark, an unknown benchmark name,
-    a required benchmark file that is missing, unknown models, template or backend."""
+    """Refuse, before any worker starts, an eval stage that could not run: a bad setting (``EvalConfig``: k, limit,
+    temperature, models, backend ...), no benchmark, an unknown benchmark name, a required benchmark file that is
+    missing, an unknown template."""
     from cadft_verl.math.prompts import get_template
     from cadft_verl.tasks import available
 
@@ -97,17 +90,10 @@ def check_eval_inputs(config) -> None:
         _check_benchmark(arg, "eval.benchmarks", bdir, hub, required=True)
     for arg in optional:  # names must exist; a missing file is skipped with a notice when the stage runs
         _check_benchmark(arg, "eval.optional_benchmarks", bdir, hub, required=False)
-    models = list(ev.get("models") or [])
-    if not models or any(m not in MODELS for m in models):
-        raise ValueError(f"eval.models: {models} is not a non-empty list of {list(MODELS)}")
     try:
         get_template(str(ev.get("template", "qwen-boxed")))
     except Exception as e:  # noqa: BLE001 - the template registry's own message
         raise ValueError(f"eval.template: {e}") from None
-    if str(ev.get("backend", "auto")) not in BACKENDS:
-        raise ValueError(f"eval.backend: {ev.get('backend')!r} is not one of {list(BACKENDS)}")
-    if int(ev.get("k", 1)) < 1 or (ev.get("limit") is not None and int(ev["limit"]) < 1):
-        raise ValueError(f"eval.k and eval.limit must be >= 1 (k={ev.get('k')}, limit={ev.get('limit')})")
 
 
 # ------------------------------------------------------------------------------------------------ what to run
@@ -153,10 +139,8 @@ def find_models(config, run: RunDir, results: dict) -> list[dict]:
 def run_config(ev: dict, model: str, out: str, benchmarks: list[str], label: str, trust_remote_code: bool):
     from cadft_verl.eval.runner import RunConfig
 
-    known = {f.name for f in fields(RunConfig)}
-    kw = {k: ev[k] for k in _RUN_KEYS if k in ev and k in known and ev[k] is not None}
     return RunConfig(model=model, out=out, benchmarks=list(benchmarks), label=label,
-                     trust_remote_code=trust_remote_code, **kw)
+                     trust_remote_code=trust_remote_code, **EvalConfig.from_mapping(ev).run_kwargs())
 
 
 def _eval_key(source: str, cfg) -> dict:

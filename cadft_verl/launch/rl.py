@@ -15,10 +15,9 @@ import os
 from omegaconf import OmegaConf, open_dict
 
 from cadft_verl.integration import metrics_history
-from cadft_verl.launch.progress import STAGE2_KEYS, HistoryWatcher, history_summary
+from cadft_verl.launch.progress import STAGE2_KEYS, HistoryWatcher
 from cadft_verl.launch.run_dir import RunDir, StageDir, step_of
-from cadft_verl.launch.stages import Launch, Stage, register
-from cadft_verl.launch.warm_start_stage import experiment, with_file_logger
+from cadft_verl.launch.stages import Launch, TrainingStage, experiment, register, with_file_logger
 
 # stage 2 saves only its final checkpoint when trainer.save_freq <= 0 (verl would save none)
 FINAL_ONLY = 2**31 - 1
@@ -75,8 +74,8 @@ def stage2_total_steps(cfg) -> int | None:
 
 
 @register
-class RLStage(Stage):
-    name, key = "rl", "stage2"
+class RLStage(TrainingStage):
+    name, key, history_keys = "rl", "stage2", STAGE2_KEYS
 
     def file_keys(self, config) -> list[str]:
         return ["data.train_files", "data.val_files"]
@@ -142,9 +141,3 @@ class RLStage(Stage):
     def label(self, launch: Launch) -> str:
         return f"stage 2 ({launch.config.algorithm.adv_estimator})"
 
-    def history(self, launch: Launch) -> str:
-        config = launch.config
-        return metrics_history.metrics_path(config.trainer.project_name, experiment(config, self.key))
-
-    def summarize(self, launch: Launch, result: dict) -> dict:
-        return dict(result, history=history_summary(self.history(launch), STAGE2_KEYS))

@@ -32,8 +32,6 @@ LOCK = "launch.lock"
 METRICS = "metrics"
 EVAL = "eval"
 REPORT = "cold_start"
-#: the models of a run, in report order
-MODELS = ("base", "stage1", "stage2")
 
 
 def step_folder(step: int) -> str:

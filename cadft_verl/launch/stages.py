@@ -61,6 +61,35 @@ class Stage:
         """The stage's last words, after the launch's summary line (the eval stage: the report)."""
 
 
+class TrainingStage(Stage):
+    """A stage that trains: its metric history is ``<run dir>/metrics/<project>/<experiment>_<key>.jsonl`` (kept by
+    the tracking's ``file`` backend, always on), and ``summary.json`` records its digest (``history_keys``)."""
+
+    history_keys: dict[str, str] = {}
+
+    def history(self, launch: Launch) -> str:
+        from cadft_verl.integration import metrics_history
+
+        config = launch.config
+        return metrics_history.metrics_path(config.trainer.project_name, experiment(config, self.key))
+
+    def summarize(self, launch: Launch, result: dict) -> dict:
+        from cadft_verl.launch.progress import history_summary
+
+        return dict(result, history=history_summary(self.history(launch), self.history_keys))
+
+
+def experiment(config, key: str) -> str:
+    """The metric history's experiment name of a training stage (``<experiment>_stage1`` / ``_stage2``)."""
+    return f"{config.trainer.experiment_name}_{key}"
+
+
+def with_file_logger(backends) -> list[str]:
+    """The tracking backends with ``file``: each stage's metric history is always kept (what the summary reads)."""
+    backends = [backends] if isinstance(backends, str) else list(backends or [])
+    return backends if "file" in backends else [*backends, "file"]
+
+
 #: the stages' names, in the order a launch runs them
 ORDER = ("cadft", "rl", "eval")
 STAGES: dict[str, Stage] = {}

@@ -6,20 +6,8 @@ from __future__ import annotations
 
 import os
 
-from cadft_verl.integration import metrics_history
-from cadft_verl.launch.progress import STAGE1_KEYS, history_summary
-from cadft_verl.launch.stages import Launch, Stage, register
-
-
-def with_file_logger(backends) -> list[str]:
-    """The tracking backends with ``file``: each stage's metric history is always kept (what the summary reads)."""
-    backends = [backends] if isinstance(backends, str) else list(backends or [])
-    return backends if "file" in backends else [*backends, "file"]
-
-
-def experiment(config, key: str) -> str:
-    """The metric history's experiment name of a training stage (``<experiment>_stage1`` / ``_stage2``)."""
-    return f"{config.trainer.experiment_name}_{key}"
+from cadft_verl.launch.progress import STAGE1_KEYS
+from cadft_verl.launch.stages import Launch, TrainingStage, experiment, register, with_file_logger
 
 
 def check_handoff(hf_model: str) -> None:
@@ -39,16 +27,16 @@ def check_handoff(hf_model: str) -> None:
 
 
 @register
-class WarmStartStage(Stage):
-    name, key = "cadft", "stage1"
+class WarmStartStage(TrainingStage):
+    name, key, history_keys = "cadft", "stage1", STAGE1_KEYS
 
     def file_keys(self, config) -> list[str]:
         return ["cadft.data.train_files", "cadft.data.val_files"]
 
     def check(self, config) -> None:
-        from cadft_verl.losses import LossConfig
+        from cadft_verl.config import load_blocks
 
-        LossConfig.from_mapping(config.cadft)
+        load_blocks(config, ["cadft", "cadft.history", "cadft.rewrite"])  # every typed block, naming a bad option
         if not config.cadft.data.train_files:
             raise ValueError("cadft.data.train_files: the recipe runs stage 1 but no SFT training file is set")
 
@@ -89,11 +77,7 @@ class WarmStartStage(Stage):
     def label(self, launch: Launch) -> str:
         return f"stage 1 ({launch.config.cadft.loss})"
 
-    def history(self, launch: Launch) -> str:
-        config = launch.config
-        return metrics_history.metrics_path(config.trainer.project_name, experiment(config, self.key))
-
     def summarize(self, launch: Launch, result: dict) -> dict:
         check_handoff(result["hf_model"])
         print(f"[cadft-verl] stage 1 done: HF model {result['hf_model']}")
-        return dict(result, history=history_summary(self.history(launch), STAGE1_KEYS))
+        return super().summarize(launch, result)

@@ -14,7 +14,7 @@ import os
 from tqdm import tqdm
 
 from cadft_verl.console import progress as show_progress
-from cadft_verl.history import CompatibilityHistory
+from cadft_verl.history import CompatibilityHistory, HistoryConfig
 from cadft_verl.losses import LossConfig
 from cadft_verl.trainer.controller import CompatibilityController
 
@@ -54,8 +54,8 @@ class WarmStart:
         with open_dict(self.arr_config):
             self.arr_config.actor.optim.total_training_steps = self.plan.total_steps
         # per-sample compatibility history (CADFT only: z is the CADFT loss's)
-        momentum = float((cad.get("history") or {}).get("momentum", 0.5))
-        self.history = CompatibilityHistory(len(self.dataset), momentum=momentum)
+        self.history = CompatibilityHistory(len(self.dataset),
+                                            momentum=HistoryConfig.from_mapping(cad.get("history")).z_momentum)
         self.track_history = self.loss_cfg.loss == "cadft"
         self.rewrites = RewriteRounds(self.plan, self.dataset, self.history, self.order, self.model_config.tokenizer,
                                       cad.data, self.loss_cfg, self.controller, self.dir.path)
