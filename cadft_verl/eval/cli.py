@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -88,8 +87,9 @@ def _default_label(model: str) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from cadft_verl.eval.benchmarks import expand_benchmark_args, load_benchmark
     from cadft_verl.eval.model_path import resolve_model
-    from cadft_verl.eval.runner import RunConfig, run_eval
+    from cadft_verl.eval.runner import RunConfig, check_out_folder, run_eval
 
+    check_out_folder(args.out)
     for arg in expand_benchmark_args(args.benchmarks):  # a bad benchmark is named before any model work
         load_benchmark(arg, args.benchmarks_dir, limit=1, hub_fallback=args.hub)
     model = resolve_model(args.model, fallback_cache=os.path.join(args.out, "merged_model"))
@@ -111,15 +111,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from cadft_verl.eval.report import cold_start_markdown, cold_start_plot, cold_start_table, parse_labeled
+    from cadft_verl.eval.runner import check_out_folder
+    from cadft_verl.utils.files import write_json, write_text
 
+    check_out_folder(args.out)
     table = cold_start_table(parse_labeled(args.before), parse_labeled(args.after), args.metric, args.benchmarks)
-    os.makedirs(args.out, exist_ok=True)
     paths = {k: os.path.abspath(os.path.join(args.out, f"{args.name}.{k}")) for k in ("md", "json", "png")}
     md = cold_start_markdown(table, args.title)
-    with open(paths["md"], "w", encoding="utf-8") as f:
-        f.write(md)
-    with open(paths["json"], "w", encoding="utf-8") as f:
-        json.dump(table, f, indent=2)
+    write_text(paths["md"], md)
+    write_json(paths["json"], table)
     cold_start_plot(table, paths["png"], args.title)
     print(md)
     print("[cadft_verl.eval] outputs:")

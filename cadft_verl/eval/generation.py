@@ -8,14 +8,20 @@ the tokenizer's / model's end-of-sequence tokens and the chat end markers (``<|i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 _STOP_MARKERS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<|end|>")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SamplingSettings:
-    n: int = 16
+    """How responses are sampled, by keyword; :class:`cadft_verl.eval.runner.RunConfig` extends it with the run's
+    other settings.
+
+    ``greedy``: one greedy sample per problem, so ``k`` becomes 1, ``temperature`` 0 and ``top_p`` 1 here, where the
+    settings are made, and every record of them (metrics.json, the eval stage's key) says what was run."""
+
+    k: int = 16  # samples per problem
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 4096
@@ -24,13 +30,17 @@ class SamplingSettings:
 
     def __post_init__(self):
         if self.greedy:
-            self.n = 1
+            self.k = 1
             self.temperature = 0.0
             self.top_p = 1.0
-        if self.n < 1:
-            raise ValueError("k (samples per problem) must be >= 1")
+        if self.k < 1:
+            raise ValueError(f"k (samples per problem) must be >= 1, got {self.k}")
         if self.max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be >= 1")
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+    def sampling(self) -> SamplingSettings:
+        """These settings alone (a plain :class:`SamplingSettings`, also of a ``RunConfig``)."""
+        return SamplingSettings(**{f.name: getattr(self, f.name) for f in fields(SamplingSettings)})
 
 
 def stop_token_ids(tokenizer, model_path: str | None = None) -> list[int]:
@@ -126,7 +136,7 @@ class HFGenerator:
             top_k=0 if sample else None,
             repetition_penalty=1.0,
             max_new_tokens=s.max_new_tokens,
-            num_return_sequences=s.n,
+            num_return_sequences=s.k,
             eos_token_id=self.stop_ids or None,
             pad_token_id=self.tokenizer.pad_token_id,
         )
@@ -143,7 +153,7 @@ class HFGenerator:
             new = seqs[:, enc["input_ids"].shape[1] :]
             texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
             for j, i in enumerate(idx):
-                out[i] = texts[j * s.n : (j + 1) * s.n]
+                out[i] = texts[j * s.k : (j + 1) * s.k]
         return out
 
 
@@ -184,7 +194,7 @@ class VLLMGenerator:
         from vllm import SamplingParams
 
         params = SamplingParams(
-            n=s.n,
+            n=s.k,
             temperature=0.0 if s.greedy else s.temperature,
             top_p=1.0 if s.greedy else s.top_p,
             max_tokens=s.max_new_tokens,
@@ -197,7 +207,7 @@ class VLLMGenerator:
             {"prompt_token_ids": self.tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"]}
             for p in prompts
         ]
-        print(f"[cadft_verl.eval] vLLM {desc}: {len(prompts)} prompts x n={s.n}", flush=True)
+        print(f"[cadft_verl.eval] vLLM {desc}: {len(prompts)} prompts x k={s.k}", flush=True)
         outs = self.llm.generate(token_prompts, params, use_tqdm=True)
         return [[o.text for o in r.outputs] for r in outs]
 

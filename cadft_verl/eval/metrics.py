@@ -16,7 +16,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
-from cadft_verl.math.answers import squash
+from cadft_verl.math.answers import normalize_answer, squash
 
 CORRECT_KEY = "\x00correct"
 
@@ -53,8 +53,6 @@ def majority_correct(preds: Sequence[str | None], correct: Sequence[bool]) -> fl
         if ok:
             votes[CORRECT_KEY] += 1
         elif p is not None:
-            from cadft_verl.math.answers import normalize_answer
-
             votes[squash(normalize_answer(p)) if len(p) < 10_000 else p] += 1
     if not votes:
         return 0.0

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from cadft_verl.tasks import BENCHMARKS as REGISTRY
 from cadft_verl.eval.metrics import resolve_metric
+from cadft_verl.utils.files import atomic_path
 
 
 class ReportError(Exception):
@@ -37,6 +38,18 @@ def _display(name: str, metrics: dict | None = None) -> str:
 def _order(names: Sequence[str]) -> list[str]:
     reg = [n for n in REGISTRY if n in names]
     return reg + [n for n in names if n not in REGISTRY]
+
+
+def _save(fig, path: str) -> None:
+    """The figure into ``path``, replaced whole (the format from its extension, png by default)."""
+    import matplotlib.pyplot as plt
+
+    fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format=fmt)
+    finally:
+        plt.close(fig)
 
 
 # ------------------------------------------------------------------------------------------------ single run
@@ -124,9 +137,7 @@ def plot_models(models: Sequence[tuple[str, dict]], path: str, metric: str = "av
         ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
     return path
 
 
@@ -309,7 +320,5 @@ def cold_start_plot(table: dict, path: str, title: str | None = None) -> str:
     axes[0][0].set_ylabel(f"{table['metric']} (%)")
     fig.suptitle(title or "Cold-start comparison")
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
     return path

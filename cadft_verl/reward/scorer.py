@@ -18,8 +18,13 @@ from cadft_verl.math.extract import extract_final_answer
 from cadft_verl.reward.pool import ScoringPool, get_default_pool
 from cadft_verl.reward.score import Score
 
-#: extracted answers longer than this are not given to math-verify (scored wrong unless literally equal to gold)
-MAX_ANSWER_CHARS = 20_000
+#: an extracted answer or a reference longer than this in UTF-8 bytes (what travels to a worker; a character can
+#: take 4) is not given to math-verify: it scores wrong unless literally equal to the reference
+MAX_ANSWER_BYTES = 20_000
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def _prepare(response: Any, ground_truth: Any) -> tuple[str | None, str | None, Score | None]:
@@ -35,7 +40,7 @@ def _prepare(response: Any, ground_truth: Any) -> tuple[str | None, str | None, 
         # identical after normalisation: no need to ask math-verify (saves a worker round trip)
         if squash(normalize_answer(pred)) == squash(normalize_answer(gold)) and squash(gold):
             return pred, gold, Score(True, pred)
-    if len(pred) > MAX_ANSWER_CHARS:
+    if _utf8_len(pred) > MAX_ANSWER_BYTES or _utf8_len(gold) > MAX_ANSWER_BYTES:
         same = squash(pred) == squash(gold)
         return pred, gold, Score(same, pred, error=None if same else "answer too long")
     return pred, gold, None

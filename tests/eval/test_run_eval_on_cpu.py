@@ -87,7 +87,7 @@ class ScriptedGenerator:
         outs = []
         for p in prompts:
             gold = self.golds[p]
-            outs.append([f"so \\boxed{{{gold}}}", "so \\boxed{-12345}", "I give up"][: s.n])
+            outs.append([f"so \\boxed{{{gold}}}", "so \\boxed{-12345}", "I give up"][: s.k])
         return outs
 
 

@@ -81,7 +81,7 @@ def test_dead_idle_worker_is_replaced(pool):
 
 def test_worker_killed_mid_batch():
     with ScoringPool(num_workers=1, timeout=60) as p:
-        started = []  # workers the pool starts; the batch's worker gets killed from outside after 1.5 s
+        started = []  # workers the pool starts; the batch's worker gets killed from outside 1 s into the slow item
         orig_spawn = p._spawn
 
         def spawn():
@@ -89,8 +89,14 @@ def test_worker_killed_mid_batch():
             started.append(w)
             return w
 
+        def kill_when_busy():  # not during its start-up, however slow that is on a loaded machine
+            while not (started and started[0].ready and started[0].inflight):
+                time.sleep(0.05)
+            time.sleep(1.0)
+            started[0].proc.kill()
+
         p._spawn = spawn
-        threading.Thread(target=lambda: (time.sleep(1.5), started[0].proc.kill())).start()
+        threading.Thread(target=kill_when_busy, daemon=True).start()
         t = time.perf_counter()
         out = score_batch([(SLOW, "5"), ("\\boxed{2}", "2"), ("\\boxed{3}", "4")], pool=p, timeout=60)
         assert time.perf_counter() - t < 30
