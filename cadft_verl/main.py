@@ -26,8 +26,9 @@ from cadft_verl.console import LaunchConsole, active
 from cadft_verl.integration import metrics_history
 from cadft_verl.launch import ray_cluster
 from cadft_verl.launch.run_dir import LOCK, RunDir
-from cadft_verl.launch.stages import Launch, check_inputs, stages_of
-from cadft_verl.launch.watchdog import Watchdog
+from cadft_verl.launch.stage import Launch
+from cadft_verl.launch.stages import check_inputs, stages_of
+from cadft_verl.launch.watchdog import StageFailed, Watchdog
 from cadft_verl.utils.files import FolderBusyError, FolderLock
 
 
@@ -126,6 +127,8 @@ def main(config):
             launch(config)
     except FolderBusyError as e:  # another launch writes into this run folder: refused, nothing touched
         sys.exit(f"[cadft-verl] {e}")
+    except StageFailed:  # a dead worker or a stall: the watchdog's message is on the console already
+        sys.exit(1)
 
 
 if __name__ == "__main__":

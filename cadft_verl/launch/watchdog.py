@@ -103,6 +103,7 @@ class Watchdog:
             except Exception:  # noqa: BLE001
                 pass
         if self.failure is not None:  # whatever surfaced first (the interrupt, or Ray's own error): the one message
+            print(f"[cadft-verl] {self.failure}", flush=True)
             raise StageFailed(self.failure) from exc
         return False
 
@@ -137,6 +138,5 @@ class Watchdog:
             except Exception:  # noqa: BLE001 - the watchdog must never stop a healthy run
                 continue
             if self.failure is not None:
-                print(f"[cadft-verl] {self.failure}", flush=True)
                 os.kill(os.getpid(), signal.SIGINT)  # raises KeyboardInterrupt in the launch, also inside ray.get
                 return

@@ -105,10 +105,15 @@ def _plain(v):
 
 
 def read_parquet(path: str) -> Iterator[RawRow]:
+    import pyarrow
     import pyarrow.parquet as pq
 
+    try:
+        table = pq.ParquetFile(path)
+    except (pyarrow.ArrowException, OSError) as e:
+        raise ReadError(f"{path}: not a parquet file ({e})") from None
     pos = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+    for batch in table.iter_batches(batch_size=4096):
         for obj in batch.to_pylist():
             yield RawRow(f"{path}:row {pos}", pos, {k: _plain(v) for k, v in obj.items()})
             pos += 1

@@ -73,16 +73,15 @@ def _kill_leftover_ray(pgid):
 
 
 def ray_workers(pgid, pattern=r"^ray::\w*(ActorRolloutRefWorker|WorkerDict)\b"):
-    """``[(pid, title)]`` of the Ray actor workers of a launch (its process group) whose title matches ``pattern``."""
+    """``[(pid, title)]`` of the Ray actor workers of a launch whose title matches ``pattern``: the children of the
+    raylet in the launch's process group (Ray's workers each start a process group of their own)."""
     import re
 
-    out = subprocess.run(["ps", "-eo", "pid,pgid,args"], capture_output=True, text=True).stdout
-    found = []
-    for line in out.splitlines()[1:]:
-        parts = line.split(None, 2)
-        if len(parts) == 3 and parts[1] == str(pgid) and re.search(pattern, parts[2]):
-            found.append((int(parts[0]), parts[2]))
-    return found
+    out = subprocess.run(["ps", "-eo", "pid,ppid,pgid,args"], capture_output=True, text=True).stdout
+    rows = [line.split(None, 3) for line in out.splitlines()[1:]]
+    rows = [r for r in rows if len(r) == 4]
+    raylets = {r[0] for r in rows if r[2] == str(pgid) and "raylet" in r[3].split()[0]}
+    return [(int(r[0]), r[3]) for r in rows if r[1] in raylets and re.search(pattern, r[3])]
 
 
 def launch_and_kill_a_worker_when(args, ready, timeout=600, module="verl.trainer.main", wait=180):
