@@ -25,7 +25,7 @@ from dataclasses import asdict
 from cadft_verl.eval.config import MODELS, EvalConfig
 from cadft_verl.eval.model_path import model_fingerprint, resolve_model
 from cadft_verl.launch.run_dir import RunDir
-from cadft_verl.launch.stages import Launch, Stage, register
+from cadft_verl.launch.stage import Launch, Stage
 from cadft_verl.utils.files import read_json, write_json
 
 #: the report's name of an RL stage by verl's algorithm.adv_estimator (GAE advantages with a critic: PPO)
@@ -191,7 +191,6 @@ def evaluate_model(model: dict, ev: dict, benchmarks: list[str], run: RunDir, tr
     return record
 
 
-@register
 class EvalStage(Stage):
     name, key, uses_ray = "eval", "eval", False
 

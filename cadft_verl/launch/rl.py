@@ -17,7 +17,7 @@ from omegaconf import OmegaConf, open_dict
 from cadft_verl.integration import metrics_history
 from cadft_verl.launch.progress import STAGE2_KEYS, HistoryWatcher
 from cadft_verl.launch.run_dir import RunDir, StageDir, step_of
-from cadft_verl.launch.stages import Launch, TrainingStage, experiment, register, with_file_logger
+from cadft_verl.launch.stage import Launch, TrainingStage, experiment, with_file_logger
 
 # stage 2 saves only its final checkpoint when trainer.save_freq <= 0 (verl would save none)
 FINAL_ONLY = 2**31 - 1
@@ -73,7 +73,6 @@ def stage2_total_steps(cfg) -> int | None:
         return None
 
 
-@register
 class RLStage(TrainingStage):
     name, key, history_keys = "rl", "stage2", STAGE2_KEYS
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 from cadft_verl.launch.progress import STAGE1_KEYS
-from cadft_verl.launch.stages import Launch, TrainingStage, experiment, register, with_file_logger
+from cadft_verl.launch.stage import Launch, TrainingStage, experiment, with_file_logger
 
 
 def check_handoff(hf_model: str) -> None:
@@ -26,7 +26,6 @@ def check_handoff(hf_model: str) -> None:
         raise RuntimeError(f"stage 1 checkpoint corrupt: {hf_model} cannot be loaded ({exc})") from exc
 
 
-@register
 class WarmStartStage(TrainingStage):
     name, key, history_keys = "cadft", "stage1", STAGE1_KEYS
 

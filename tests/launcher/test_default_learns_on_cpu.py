@@ -121,8 +121,8 @@ def test_cadft_down_weights_the_incompatible_demonstrations(default_run):
 
 
 def test_a_rewrite_is_accepted_and_then_trained_on(default_run):
-    from transformers import AutoTokenizer
     from omegaconf import OmegaConf
+    from transformers import AutoTokenizer
     from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 
     from cadft_verl.rewrite import RewritableSFTDataset

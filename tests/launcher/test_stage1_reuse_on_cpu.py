@@ -7,12 +7,13 @@ import pytest
 from hydra import compose, initialize_config_module
 
 from cadft_verl.launch.run_dir import RunDir
-from cadft_verl.launch.stages import Launch, registry
+from cadft_verl.launch.stage import Launch
+from cadft_verl.launch.stages import STAGES
 
 
 def run_stage1(config, run_dir):
     """What the launch does first for stage 1: reuse a finished one (or refuse it, from another base model)."""
-    return registry()["cadft"].done(Launch(config, RunDir(run_dir)))
+    return STAGES["cadft"].done(Launch(config, RunDir(run_dir)))
 
 
 def _config(run, model):
