@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-from cadft_verl.cpu_default import build_inputs, launch_overrides
+from cadft_verl.demo.cpu_default import build_inputs, launch_overrides
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -27,7 +27,7 @@ CPUS_PER_NODE = 8  # logical CPUs Ray may schedule per node (the CPU profile giv
 
 
 def launch_args(data_dir: str, model_dir: str, run_dir: str) -> list[str]:
-    from cadft_verl.cpu_default import launch_overrides
+    from cadft_verl.demo.cpu_default import launch_overrides
 
     return ["recipe=cadft_then_grpo",
             *launch_overrides(data_dir, model_dir, run_dir, stage1_steps=2, rl_steps=1),
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     import ray
     from ray.cluster_utils import Cluster
 
-    from cadft_verl.cpu_default import build_inputs
+    from cadft_verl.demo.cpu_default import build_inputs
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill still shuts the cluster down (finally)
     work = args.work or tempfile.mkdtemp(prefix="cadft_multinode_")

@@ -61,7 +61,7 @@ def main():
     except ImportError:
         sys.exit("vLLM is not installed: run with the CPU env (/work/venv-vllm/bin/python)")
 
-    from cadft_verl.cpu_default import build_inputs
+    from cadft_verl.demo.cpu_default import build_inputs
 
     work = args.workdir or tempfile.mkdtemp(prefix="bench_rewrite_")
     data_dir, model_dir = build_inputs(os.path.join(work, "inputs"))

@@ -27,7 +27,7 @@ from cadft_verl.trainer.launch import run_sft
 
 # one intra-op thread per run: no OpenMP spin-waiting, so other load on the machine distorts the timings less
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-from cadft_verl.utils.tiny_model import build_tiny_model
+from cadft_verl.demo.tiny_model import build_tiny_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

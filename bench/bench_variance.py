@@ -23,7 +23,7 @@ import torch
 
 from cadft_verl.losses import compatibility_weights
 from cadft_verl.utils.paths import find_benchmarks_dir
-from cadft_verl.utils.tiny_model import build_tiny_model
+from cadft_verl.demo.tiny_model import build_tiny_model
 from tiny_lm import encode, token_logprobs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

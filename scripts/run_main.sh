@@ -5,4 +5,4 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck disable=SC1091
 source "$REPO_ROOT/scripts/setup.sh"
 cd "$REPO_ROOT"
-python -m cadft_verl.cpu_default "$@"
+python -m cadft_verl.demo.cpu_default "$@"

@@ -40,7 +40,7 @@ def gsm8k_rows():
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, gsm8k_rows):
-    from cadft_verl.utils.tiny_model import build_tiny_model
+    from cadft_verl.demo.tiny_model import build_tiny_model
 
     out = tmp_path_factory.mktemp("tiny_model")
     return build_tiny_model(str(out), texts=[r["question"] + r["answer"] for r in gsm8k_rows])
@@ -63,7 +63,7 @@ def default_inputs(tmp_path_factory):
     """The CPU default's inputs: the GSM8K sample in both formats and a tiny model trained on its texts."""
     if benchmarks_dir() is None:
         pytest.skip("../shared/benchmarks not found (set CADFT_BENCHMARKS_DIR)")
-    from cadft_verl.cpu_default import build_inputs
+    from cadft_verl.demo.cpu_default import build_inputs
 
     data_dir, model_dir = build_inputs(str(tmp_path_factory.mktemp("cpu_default")))
     return {"data": data_dir, "model": model_dir}

@@ -5,7 +5,7 @@
     python -m cadft_verl.study --own-config --out outputs/my_study profile=gpu \\
         actor_rollout_ref.model.path=Qwen/Qwen2.5-Math-1.5B cadft.data.train_files=... data.train_files=...
 
-Without ``--own-config`` every run starts from the embedded CPU default's overrides (``cadft_verl.cpu_default``:
+Without ``--own-config`` every run starts from the embedded CPU default's overrides (``cadft_verl.demo.cpu_default``:
 its data and pretrained base model are built into ``<out>/inputs`` and the cache); ``key=value`` overrides go on
 top, for every run. With ``--own-config`` the runs get only the given overrides (your model, data, profile). A
 rerun into the same ``--out`` skips the finished runs and resumes the others; new recipes or seeds are added.
@@ -31,7 +31,7 @@ def say(text: str) -> None:
 
 def embedded_base(out: str, stage1_steps: int | None, rl_steps: int | None) -> list[str]:
     """The embedded CPU default's overrides, its inputs built (or reused) in ``<out>/inputs`` and the cache."""
-    from cadft_verl import cpu_default
+    from cadft_verl.demo import cpu_default
 
     say("building the embedded default's inputs: the arithmetic task's data and the pretrained base model (cached)")
     data_dir, model_dir = cpu_default.build_inputs(os.path.join(out, "inputs"))

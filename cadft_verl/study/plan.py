@@ -63,7 +63,7 @@ class StudyPlan:
     seeds: list[int]
     #: the user's overrides, which every run shares
     overrides: list[str]
-    #: whether the runs start from the embedded CPU default's overrides (``cadft_verl.cpu_default``)
+    #: whether the runs start from the embedded CPU default's overrides (``cadft_verl.demo.cpu_default``)
     embedded: bool
     #: the embedded default's sizes (``--stage1-steps``, ``--rl-steps``) when given
     sizes: dict = field(default_factory=dict)

@@ -11,7 +11,7 @@ is seen in training under any name or wording), the renderings of a solution (``
   is: ``wrong_step`` (an intermediate result is wrong, the final answer is right), ``style`` (numbers in words, a
   different solution style) and ``answer_only`` (no worked steps). Each row records its ``kind``.
 - ``pretrain_rows``: clean demonstrations of part of the task (``max_steps`` 2 by default) for the base model
-  (:mod:`cadft_verl.utils.pretrain`).
+  (:mod:`cadft_verl.demo.pretrain`).
 - ``test_rows``: the held-out problems, the benchmark ``arith`` (it needs no file).
 - ``ARITH``: the task (:class:`cadft_verl.tasks.base.Task`): GSM8K's schema, and its training examples carry each
   row's ``kind`` and step count into ``extra_info``.

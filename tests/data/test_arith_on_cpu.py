@@ -88,7 +88,7 @@ def test_the_arith_benchmark_needs_no_file(tmp_path):
 def test_base_model_is_cached_and_its_tokenizer_encodes_the_same_in_every_loader(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from cadft_verl.utils.pretrain import PretrainConfig, pretrained_base
+    from cadft_verl.demo.pretrain import PretrainConfig, pretrained_base
 
     cfg = PretrainConfig(rows=64, steps=3, batch_size=8)
     out = pretrained_base(str(tmp_path / "base"), cfg, log=lambda *_: None)
@@ -112,8 +112,8 @@ def test_the_base_boxes_its_answer_for_half_the_items_and_rarely_for_the_rest():
     reward scores as no answer."""
     from cadft_verl.math.extract import extract_final_answer
     from cadft_verl.math.prompts import DEFAULT_TEMPLATE, get_template
-    from cadft_verl.utils.pretrain import PretrainConfig, _encode, boxes_answer
-    from cadft_verl.utils.tiny_model import build_tokenizer
+    from cadft_verl.demo.pretrain import PretrainConfig, _encode, boxes_answer
+    from cadft_verl.demo.tiny_model import build_tokenizer
 
     cfg = PretrainConfig()
     rows = arith.pretrain_rows(2000)

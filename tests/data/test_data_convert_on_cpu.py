@@ -270,7 +270,7 @@ def test_source_specific_fields(tmp_path):
 
 
 def test_max_length_filter_uses_the_chat_template(tmp_path):
-    from cadft_verl.utils.tiny_model import build_tokenizer
+    from cadft_verl.demo.tiny_model import build_tokenizer
 
     rows = _rows(5) + [{"question": "long " * 200, "response": "x " * 300 + "\\boxed{1}"}]
     src = write_jsonl(tmp_path / "m.jsonl", rows)

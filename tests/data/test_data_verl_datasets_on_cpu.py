@@ -8,7 +8,7 @@ from data_test_utils import write_jsonl
 from omegaconf import OmegaConf
 
 from cadft_verl.data.convert import ConvertConfig, convert
-from cadft_verl.utils.tiny_model import build_tokenizer
+from cadft_verl.demo.tiny_model import build_tokenizer
 
 
 def _sample(tmp_path):

@@ -15,7 +15,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 @pytest.fixture(scope="session")
 def small_model(tmp_path_factory):
     """A tiny random Qwen2 with a ChatML tokenizer (no benchmark folder needed)."""
-    from cadft_verl.utils.tiny_model import build_tiny_model
+    from cadft_verl.demo.tiny_model import build_tiny_model
 
     return build_tiny_model(str(tmp_path_factory.mktemp("small_model")), vocab_size=512, hidden_size=64, num_heads=2)
 

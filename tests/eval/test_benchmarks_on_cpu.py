@@ -164,7 +164,7 @@ def test_hub_rows_are_used(monkeypatch):
 
 
 def test_prompt_templates():
-    from cadft_verl.utils.tiny_model import build_tokenizer
+    from cadft_verl.demo.tiny_model import build_tokenizer
 
     tok = build_tokenizer(["hello"], vocab_size=300)
     q = get_template("qwen-boxed").render("What is {1+1}?", tok)

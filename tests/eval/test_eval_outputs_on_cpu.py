@@ -37,7 +37,7 @@ class ScriptedGenerator:
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from cadft_verl.utils.tiny_model import build_tokenizer
+    from cadft_verl.demo.tiny_model import build_tokenizer
 
     return build_tokenizer()
 

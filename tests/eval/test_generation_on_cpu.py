@@ -17,7 +17,7 @@ from cadft_verl.eval.generation import (
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from cadft_verl.utils.tiny_model import build_tiny_model
+    from cadft_verl.demo.tiny_model import build_tiny_model
 
     return build_tiny_model(str(tmp_path_factory.mktemp("tiny_gen")), ["1 + 1 = 2"])
 

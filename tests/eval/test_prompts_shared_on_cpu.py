@@ -26,7 +26,7 @@ def test_training_and_evaluation_prompt_are_the_same_object(tmp_path, name):
 
 
 def test_rl_prompt_renders_as_the_evaluation_prompt(tmp_path):
-    from cadft_verl.utils.tiny_model import build_tokenizer
+    from cadft_verl.demo.tiny_model import build_tokenizer
 
     tok = build_tokenizer(["hello"], vocab_size=300)
     out = tmp_path / "o"

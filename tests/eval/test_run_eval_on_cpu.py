@@ -28,7 +28,7 @@ def _png_ok(path):
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from cadft_verl.utils.tiny_model import build_tiny_model
+    from cadft_verl.demo.tiny_model import build_tiny_model
 
     return build_tiny_model(str(tmp_path_factory.mktemp("tiny")), ["What is 1+1? \\boxed{2}"])
 

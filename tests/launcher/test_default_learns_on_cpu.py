@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from launch import launch
 
-from cadft_verl.cpu_default import launch_overrides
+from cadft_verl.demo.cpu_default import launch_overrides
 
 pytestmark = pytest.mark.vllm  # rewriting and stage 2 need vLLM (tests/conftest.py skips it where it is missing)
 
@@ -94,7 +94,7 @@ def test_stage2_starts_from_the_stage1_model_and_grpo_learns_from_nonzero_reward
 
 def test_the_warm_start_beats_the_base_on_the_held_out_task(default_run):
     """Stage 1 teaches what the base lacks: the base gives its answer in the requested \\boxed{} form only for some
-    problems (utils/pretrain.py), and after CADFT every answer is boxed and more of them are right. Measured: 18.0%
+    problems (demo/pretrain.py), and after CADFT every answer is boxed and more of them are right. Measured: 18.0%
     (no answer 54.7%) -> 32.0% (no answer 0%) on the 150 held-out problems; the margins are half of that."""
     ev = default_run["summary"]["results"]["eval"]
     acc, no_answer = {}, {}

@@ -8,7 +8,7 @@ import os
 import pytest
 from launch import launch
 
-from cadft_verl.cpu_default import launch_overrides
+from cadft_verl.demo.cpu_default import launch_overrides
 
 pytestmark = pytest.mark.vllm  # stage 2's rollouts need vLLM (tests/conftest.py skips it where it is missing)
 

@@ -14,7 +14,7 @@ from cadft_verl.launch.stages import check_inputs
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from cadft_verl.utils.tiny_model import build_tiny_model
+    from cadft_verl.demo.tiny_model import build_tiny_model
 
     folder = tmp_path_factory.mktemp("tiny") / "model"
     build_tiny_model(str(folder))

