@@ -19,6 +19,8 @@ from cadft_verl.launch.progress import STAGE2_KEYS, HistoryWatcher
 from cadft_verl.launch.run_dir import RunDir, StageDir, step_of
 from cadft_verl.launch.stage import Launch, TrainingStage, experiment, with_file_logger
 
+#: a metric verl logs for every training step of stage 2 (not for a validation alone)
+TRAINED_KEY = "training/global_step"
 # stage 2 saves only its final checkpoint when trainer.save_freq <= 0 (verl would save none)
 FINAL_ONLY = 2**31 - 1
 #: blocks of the launch's config that verl's RL trainer does not know
@@ -55,6 +57,26 @@ def stage2_resume_step(cfg) -> int:
     if mode == "resume_path":
         return step_of(str(cfg.trainer.get("resume_from_path") or ""))
     return StageDir(os.path.abspath(cfg.trainer.default_local_dir)).latest_step()
+
+
+def resume_where_logged(cfg, history: str) -> int:
+    """The step stage 2 resumes from, such that no finished step is lost: verl writes a step's checkpoint before its
+    metrics row, so a kill between the two leaves a checkpoint whose row is missing. Then stage 2 resumes from the
+    checkpoint before it (``trainer.resume_mode=resume_path``; none: from the start), and that step is redone."""
+    step = stage2_resume_step(cfg)
+    logged = {r["step"] for r in metrics_history.read_rows(history) if TRAINED_KEY in r["data"]}
+    if step == 0 or step in logged:
+        return step
+    folder = StageDir(os.path.abspath(cfg.trainer.default_local_dir))
+    earlier = [s for s in range(step - 1, 0, -1) if os.path.isdir(folder.step_dir(s)) and s in logged]
+    with open_dict(cfg):
+        if earlier:
+            cfg.trainer.resume_mode, cfg.trainer.resume_from_path = "resume_path", folder.step_dir(earlier[0])
+        else:
+            cfg.trainer.resume_mode = "disable"
+    print(f"[cadft-verl] stage 2's checkpoint of step {step} has no metrics row (killed between the two): step "
+          f"{step} is trained again, from " + (f"step {earlier[0]}" if earlier else "the start"), flush=True)
+    return earlier[0] if earlier else 0
 
 
 def stage2_total_steps(cfg) -> int | None:
@@ -109,7 +131,7 @@ class RLStage(TrainingStage):
         validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
         # the history of the steps up to the checkpoint verl resumes from stays; the later ones are redone
         history = metrics_history.metrics_path(cfg.trainer.project_name, cfg.trainer.experiment_name)
-        resume = stage2_resume_step(cfg)
+        resume = resume_where_logged(cfg, history)
         metrics_history.keep_until(history, resume)
         if resume:
             print(f"[cadft-verl] stage 2 resumes from step {resume} ({cfg.trainer.default_local_dir})", flush=True)

@@ -75,3 +75,31 @@ def test_the_run_folder_layout_lives_in_run_dir(tmp_path):
     assert run.stage2.hf_export(3).endswith("stage2_rl/global_step_3/actor/huggingface")
     assert run.stage1("cadft").hf_export(2).endswith("stage1_cadft/global_step_2/huggingface")
     assert run.report("json").endswith("/r/eval/cold_start.json")
+
+
+def test_stage2_killed_between_a_checkpoint_and_its_metrics_row_redoes_that_step(tmp_path):
+    """verl writes step N's checkpoint before its metrics row: a kill in between would lose row N on a resume from
+    N; the launch resumes from the checkpoint before it instead, so every finished step keeps its row."""
+    from omegaconf import OmegaConf
+
+    from cadft_verl.launch.rl import resume_where_logged
+
+    stage = tmp_path / "stage2_rl"
+    for step in (1, 2):
+        (stage / f"global_step_{step}").mkdir(parents=True)
+    (stage / "latest_checkpointed_iteration.txt").write_text("2")
+    history = tmp_path / "exp_stage2.jsonl"
+    rows = [{"step": 0, "data": {"val-core/acc": 0.3}}, {"step": 1, "data": {"training/global_step": 1}}]
+    history.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = OmegaConf.create({"trainer": {"default_local_dir": str(stage), "resume_mode": "auto"}})
+    assert resume_where_logged(cfg, str(history)) == 1
+    assert cfg.trainer.resume_mode == "resume_path" and cfg.trainer.resume_from_path == str(stage / "global_step_1")
+    # the row of step 2 is there: resume from step 2 as verl would
+    with open(history, "a") as f:
+        f.write(json.dumps({"step": 2, "data": {"training/global_step": 2}}) + "\n")
+    cfg = OmegaConf.create({"trainer": {"default_local_dir": str(stage), "resume_mode": "auto"}})
+    assert resume_where_logged(cfg, str(history)) == 2 and cfg.trainer.resume_mode == "auto"
+    # no earlier checkpoint with a row: from the start
+    history.write_text(json.dumps(rows[0]) + "\n")
+    cfg = OmegaConf.create({"trainer": {"default_local_dir": str(stage), "resume_mode": "auto"}})
+    assert resume_where_logged(cfg, str(history)) == 0 and cfg.trainer.resume_mode == "disable"
