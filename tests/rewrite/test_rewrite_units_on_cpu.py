@@ -294,6 +294,12 @@ def test_audit_records_are_json_lines(tmp_path, sft_dataset):
             "ema_z", "visits", "uid"} <= set(row)
     assert row["step"] == 9 and row["index"] == 4 and row["accepted"] and math.isfinite(row["old_nll"])
     assert json.loads((tmp_path / "rewrite" / "targets.json").read_text()) == {"4": row["new_text"]}
+    # a resume after a kill that cut the audit's last line: the cut record is dropped with a warning
+    with open(tmp_path / "rewrite" / "audit.jsonl", "a") as f:
+        f.write('{"step": 14, "index": 2, "old_')
+    with pytest.warns(UserWarning, match="line 2 is cut"):
+        audit = load_rewrite_state(str(tmp_path), make())
+    assert [r["index"] for r in audit] == [4]
 
 
 def test_rejected_candidates_keep_their_history_and_scoring_is_not_training(sft_dataset, monkeypatch):
