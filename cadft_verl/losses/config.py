@@ -41,9 +41,10 @@ class LossConfig(TypedBlock):
     # micro-batch, else a no-grad pre-pass) | lagged (EMA of previous global batches; biased while the NLL falls)
     stats: str = "exact"
 
-    # [ours] the no-grad pre-pass runs micro-batches (or token budgets) this many times training's (no activations
-    # are kept for a backward pass)
-    prepass_micro_batch_scale: int = 4
+    # [ours] the no-grad pre-pass runs micro-batches (or token budgets) this many times training's: 1 (measured
+    # fastest, and its logits are never larger than a training micro-batch's) | an int > 1 | auto (the largest, up to
+    # 8, whose estimated memory stays under a training micro-batch's: losses/prepass.py)
+    prepass_micro_batch_scale: int | str = 1
 
     # [ours] EMA momentum of the lagged statistics (stats: lagged)
     stats_momentum: float = 0.9
@@ -74,7 +75,7 @@ class LossConfig(TypedBlock):
         if not 0.0 <= float(self.stats_momentum) < 1.0:
             raise ValueError(f"cadft.stats_momentum must be in [0, 1), got {self.stats_momentum!r}")
         scale = self.prepass_micro_batch_scale
-        if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-            raise ValueError(f"cadft.prepass_micro_batch_scale must be an int >= 1, got {scale!r}")
+        if scale != "auto" and (isinstance(scale, bool) or not isinstance(scale, int) or scale < 1):
+            raise ValueError(f"cadft.prepass_micro_batch_scale must be an int >= 1 or 'auto', got {scale!r}")
         if self.zscore not in ZSCORE_MODES:
             raise ValueError(f"cadft.zscore: unknown z-score mode {self.zscore!r}; choose one of {ZSCORE_MODES}")

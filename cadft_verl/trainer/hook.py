@@ -15,6 +15,7 @@ import torch.distributed as dist
 
 from cadft_verl.losses import STATS_KEY, LossConfig
 from cadft_verl.losses.engine_loss import flatten_token_batch, per_sample_nll
+from cadft_verl.losses.prepass import resolve_prepass_scale
 
 from .controller import CompatibilityController
 
@@ -73,9 +74,12 @@ def one_micro_batch_per_rank(data, engine_config, dp_size: int = 1, dp_group=Non
     return single
 
 
-def prepass_batch_settings(data, engine_config, scale: int, dp_size: int = 1) -> dict:
+def prepass_batch_settings(data, engine_config, scale, dp_size: int = 1, model_config=None) -> dict:
     """Micro-batching of the no-grad pre-pass: ``scale`` times training's micro-batch (the largest divisor of a
-    rank's share not above it: verl splits each share into equal micro-batches) or token budget."""
+    rank's share not above it: verl splits each share into equal micro-batches) or token budget. ``scale`` is
+    ``cadft.prepass_micro_batch_scale``: an int, or ``auto`` (picked by memory from ``model_config``:
+    ``losses/prepass.py``)."""
+    scale = resolve_prepass_scale(scale, model_config, _setting(data, "use_fused_kernels", None))
     if _setting(data, "use_dynamic_bsz", engine_config.use_dynamic_bsz):
         budget = int(_setting(data, "max_token_len_per_gpu", engine_config.max_token_len_per_gpu))
         return {"max_token_len_per_gpu": budget * scale}
@@ -109,8 +113,10 @@ class CADFTTrainingClient:
 
         probe = data.clone(recurse=False)
         engine_config = self._inner.engine_config
-        tu.assign_non_tensor(probe, compute_loss=False,
-                             **prepass_batch_settings(data, engine_config, self.controller.loss_cfg.prepass_micro_batch_scale))
+        # no loss, no entropy: only the per-token log-probs, reduced to per-sample sums below
+        tu.assign_non_tensor(probe, compute_loss=False, calculate_entropy=False,
+                             **prepass_batch_settings(data, engine_config, self.controller.loss_cfg.prepass_micro_batch_scale,
+                                                      model_config=getattr(self._inner, "model_config", None)))
         local = valid_sample_nll(self._inner.infer_batch(probe)["log_probs"], data)
         group = self._inner.engine.get_data_parallel_group()
         if group is not None and dist.is_initialized() and dist.get_world_size(group) > 1:

@@ -3,7 +3,8 @@
 - ``prepass``: every valid sample's length-normalised NLL of a training batch (exact statistics);
 - ``score``: the NLL of any samples, with their current or a candidate target (rewrite rounds, look-ahead);
 - ``validate``: the plain token-mean NLL of a validation set (``val/loss``, comparable across losses).
-The passes run at ``cadft.prepass_micro_batch_scale`` times training's micro-batch: nothing is kept for a backward.
+The passes run at ``cadft.prepass_micro_batch_scale`` times training's micro-batch (default 1; ``auto``: picked by
+memory from ``model_config``, else 1: ``losses/prepass.py``): nothing is kept for a backward.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from cadft_verl.trainer.hook import prepass_batch_settings
 
 
 class ActorScorer:
-    def __init__(self, wg, meta: dict, data_cfg, engine_config, scale: int, dp_size: int, batch_size: int):
+    def __init__(self, wg, meta: dict, data_cfg, engine_config, scale, dp_size: int, batch_size: int,
+                 model_config=None):
         self.wg = wg
         self.meta = meta
         self.data_cfg = data_cfg
         self.engine_config = engine_config
-        self.scale = int(scale)
+        self.scale = scale if scale == "auto" else int(scale)
+        self.model_config = model_config
         self.dp_size = int(dp_size)
         self.batch_size = int(batch_size)
         self.collate = IndexedSFTCollator(data_cfg.pad_mode)
@@ -29,7 +32,8 @@ class ActorScorer:
 
         data = tu.get_tensordict(tensor_dict=batch, non_tensor_dict=dict(self.meta))
         tu.assign_non_tensor(data, compute_loss=False, calculate_entropy=False,
-                             **prepass_batch_settings(data, self.engine_config, self.scale, self.dp_size))
+                             **prepass_batch_settings(data, self.engine_config, self.scale, self.dp_size,
+                                                    self.model_config))
         return self.wg.compute_log_prob(data)["log_probs"], data
 
     def _sums(self, batch: dict):
@@ -42,7 +46,8 @@ class ActorScorer:
 
         probe = data.clone(recurse=False)
         tu.assign_non_tensor(probe, compute_loss=False, calculate_entropy=False,
-                             **prepass_batch_settings(data, self.engine_config, self.scale, self.dp_size))
+                             **prepass_batch_settings(data, self.engine_config, self.scale, self.dp_size,
+                                                    self.model_config))
         lp, mask, seg, n = flatten_token_batch(self.wg.compute_log_prob(probe)["log_probs"], data)
         nll_sum, count = per_sample_nll(lp, mask, seg, n)
         valid = count > 0
