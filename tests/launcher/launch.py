@@ -77,7 +77,7 @@ def ray_workers(pgid, pattern=r"^ray::\w*(ActorRolloutRefWorker|WorkerDict)\b"):
     raylet in the launch's process group (Ray's workers each start a process group of their own)."""
     import re
 
-    out = subprocess.run(["ps", "-eo", "pid,ppid,pgid,args"], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-ww", "-eo", "pid,ppid,pgid,args"], capture_output=True, text=True).stdout
     rows = [line.split(None, 3) for line in out.splitlines()[1:]]
     rows = [r for r in rows if len(r) == 4]
     raylets = {r[0] for r in rows if r[2] == str(pgid) and "raylet" in r[3].split()[0]}
@@ -97,8 +97,13 @@ def launch_and_kill_a_worker_when(args, ready, timeout=600, module="verl.trainer
         while time.time() < deadline and proc.poll() is None:
             workers = ray_workers(proc.pid) if ready() else []
             if workers:
+                time.sleep(0.1)  # the list again, in case a worker just ended
+                workers = ray_workers(proc.pid) or workers
                 out["killed"] = workers[-1]
-                os.kill(workers[-1][0], signal.SIGKILL)
+                try:
+                    os.kill(workers[-1][0], signal.SIGKILL)
+                except ProcessLookupError:  # it had just ended: try again
+                    continue
                 t0 = time.time()
                 try:
                     out["rc"] = proc.wait(timeout=wait)
@@ -107,7 +112,7 @@ def launch_and_kill_a_worker_when(args, ready, timeout=600, module="verl.trainer
                     pass
                 out["ok"] = True
                 return out
-            time.sleep(0.5)
+            time.sleep(0.1)
         return out
     finally:
         try:

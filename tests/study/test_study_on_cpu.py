@@ -1,10 +1,10 @@
 """The study command end to end on the embedded default: 2 seeds of a warm start + GRPO, killed once in each stage
 and resumed, the table over seeds, a rerun that redoes nothing.
 
-Small sizes: stage 1 is 4 CADFT steps (rewriting off: the recipe ``cadft_no_rewrite``), stage 2 3 GRPO steps, each
+Small sizes: stage 1 is 8 CADFT steps (rewriting off: the recipe ``cadft_no_rewrite``), stage 2 3 GRPO steps, each
 step checkpointed (stage 1's default, a quarter of the stage; stage 2 by ``trainer.save_freq=1``). Each fault kills
 one of the launch's Ray actor workers (SIGKILL, as the OOM killer would): first once stage 1 of the first run has
-logged step 3, then once its stage 2 has saved a checkpoint. The launch's watchdog must then stop it within about
+logged step 2, then once its stage 2 has saved a checkpoint. The launch's watchdog must then stop it within about
 60 s, naming the dead worker, and the study with it; each rerun of the same command resumes that run from its
 checkpoint and the last one goes on to the second seed.
 """
@@ -26,11 +26,13 @@ from cadft_verl.integration.metrics_history import read_history, read_rows  # no
 pytestmark = pytest.mark.vllm  # stage 2's rollouts need vLLM (tests/conftest.py skips it where it is missing)
 
 RL_STEPS = 3
+# stage 1 takes well under a second a step here: enough steps that a worker can be killed while it trains
+STAGE1_STEPS = 8
 RUN = "cadft_no_rewrite"
 
 
 def study_args(out):
-    return ["--out", str(out), "--recipes", RUN, "--seeds", "0", "1", "--stage1-steps", "4",
+    return ["--out", str(out), "--recipes", RUN, "--seeds", "0", "1", "--stage1-steps", str(STAGE1_STEPS),
             "--rl-steps", str(RL_STEPS), "trainer.save_freq=1", "eval.limit=40", "eval.optional_benchmarks=[]"]
 
 
@@ -54,12 +56,12 @@ def study(tmp_path_factory):
     s1_history, s2_history = metrics / f"{RUN}_seed0_stage1.jsonl", metrics / f"{RUN}_seed0_stage2.jsonl"
     killed = {}
 
-    def stage1_step3_logged():
-        # usually before step 3's checkpoint (saved after its metrics): the rerun redoes a step already logged
-        return s1_tracker.exists() and len(_lines(s1_history)) >= 3
+    def stage1_step2_logged():
+        # a worker is killed while a later step trains (or checkpoints)
+        return s1_tracker.exists() and 2 <= len(_lines(s1_history)) < STAGE1_STEPS
 
-    fault = launch_and_kill_a_worker_when(study_args(out), stage1_step3_logged, timeout=600, module="cadft_verl.study")
-    assert fault["ok"], "stage 1 of the first run never logged step 3"
+    fault = launch_and_kill_a_worker_when(study_args(out), stage1_step2_logged, timeout=600, module="cadft_verl.study")
+    assert fault["ok"], "stage 1 of the first run never logged step 2"
     killed["stage1"] = {"checkpoint": int(s1_tracker.read_text()), "lock": (out / "study.lock").exists(),
                         "complete": (first / "stage1_cadft" / "COMPLETE.json").exists(), **fault,
                         "console": (first / "console.log").read_text()}
@@ -93,9 +95,9 @@ def test_a_dead_worker_stops_the_launch_within_a_minute_naming_it(study, stage):
 def test_killed_in_stage1_the_rerun_resumes_it_and_keeps_every_steps_metrics_once(study):
     first, killed = study["first"], study["killed"]["stage1"]
     assert not killed["complete"] and killed["lock"], killed
-    assert [r["step"] for r in read_rows(str(study["s1_history"]))] == [1, 2, 3, 4]
+    assert [r["step"] for r in read_rows(str(study["s1_history"]))] == list(range(1, STAGE1_STEPS + 1))
     summary = json.loads((first / "summary.json").read_text())["results"]["stage1"]
-    assert summary["steps"] == 4 and summary["history"]["steps"] == [1, 2, 3, 4]
+    assert summary["steps"] == STAGE1_STEPS and summary["history"]["steps"] == list(range(1, STAGE1_STEPS + 1))
     # the resumed launch's console (the run's console.log): the log file first, the stage's progress from where it
     # resumed, Ray's output only in the log
     resumed = _sections(first / "console.log")[1].splitlines()
@@ -104,7 +106,8 @@ def test_killed_in_stage1_the_rerun_resumes_it_and_keeps_every_steps_metrics_onc
     checkpoint = first / "stage1_cadft" / f"global_step_{killed['checkpoint']}"
     assert f"stage 1 resumes from {checkpoint}" in "\n".join(resumed)
     bars = [line for line in resumed if line.startswith("stage 1 (cadft) [")]
-    assert [b.split("]")[1].split()[0] for b in bars] == [f"{s}/4" for s in range(killed["checkpoint"] + 1, 5)]
+    assert [b.split("]")[1].split()[0] for b in bars] == [f"{s}/{STAGE1_STEPS}"
+                                                          for s in range(killed["checkpoint"] + 1, STAGE1_STEPS + 1)]
     assert all(" loss " in b and " nll " in b and "down-weighted" in b for b in bars)
     assert "Started a local Ray instance" in log.read_text()
     assert "Started a local Ray instance" not in (first / "console.log").read_text()
@@ -127,7 +130,7 @@ def test_killed_in_stage2_the_rerun_resumes_it_and_keeps_every_steps_metrics_onc
     assert [r["step"] for r in read_history(str(study["s2_history"]))] == [0, 1, 2, 3]
     summary = json.loads((first / "summary.json").read_text())["results"]["stage2"]
     assert summary["steps"] == RL_STEPS and summary["history"]["steps"] == [0, 1, 2, 3]
-    assert summary["init_model"] == str(first / "stage1_cadft" / "global_step_4" / "huggingface")
+    assert summary["init_model"] == str(first / "stage1_cadft" / f"global_step_{STAGE1_STEPS}" / "huggingface")
 
 
 def test_the_study_writes_the_table_over_seeds_and_a_rerun_redoes_nothing(study):
