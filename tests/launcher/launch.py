@@ -37,29 +37,6 @@ def launch(args, module="verl.trainer.main", timeout=900, check=True):
     return proc
 
 
-def launch_and_kill_when(args, ready, timeout=600, module="verl.trainer.main"):
-    """Start a launch, SIGKILL its whole process group (driver, Ray, workers) once ``ready()`` is true."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", module, *args], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + timeout
-    try:
-        while time.time() < deadline:
-            if ready():
-                return True
-            if proc.poll() is not None:
-                return False
-            time.sleep(0.5)
-        return False
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-        _kill_leftover_ray(proc.pid)
-
-
 def _kill_leftover_ray(pgid):
     """Ray daemons started by a killed driver may have left its process group: end those of this run only."""
     out = subprocess.run(["ps", "-eo", "pid,pgid,command"], capture_output=True, text=True).stdout
