@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -37,6 +38,36 @@ def launch(args, module="verl.trainer.main", timeout=900, check=True):
     return proc
 
 
+@contextlib.contextmanager
+def started(args, module="verl.trainer.main"):
+    """A launch (or study) in its own process group, quiet; its whole group (driver, Ray, workers) is killed after."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", module, *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        _kill_leftover_ray(proc.pid)
+
+
+def launch_and_kill_when(args, ready, timeout=600, module="verl.trainer.main"):
+    """Start a launch, SIGKILL its whole process group (driver, Ray, workers) once ``ready()`` is true."""
+    deadline = time.time() + timeout
+    with started(args, module) as proc:
+        while time.time() < deadline:
+            if ready():
+                return True
+            if proc.poll() is not None:
+                return False
+            time.sleep(0.5)
+        return False
+
+
 def _kill_leftover_ray(pgid):
     """Ray daemons started by a killed driver may have left its process group: end those of this run only."""
     out = subprocess.run(["ps", "-eo", "pid,pgid,command"], capture_output=True, text=True).stdout
@@ -65,12 +96,9 @@ def launch_and_kill_a_worker_when(args, ready, timeout=600, module="verl.trainer
     """Start a launch; once ``ready()``, SIGKILL one of its Ray actor workers (as the OOM killer would) and let the
     launch stop by itself. Returns ``{ok, killed, seconds, rc}``: ``seconds`` from the kill to the launch's exit
     (None: it had not exited after ``wait`` s and was killed), ``killed`` the worker's (pid, title)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", module, *args], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
     out = {"ok": False, "killed": None, "seconds": None, "rc": None}
     deadline = time.time() + timeout
-    try:
+    with started(args, module) as proc:
         while time.time() < deadline and proc.poll() is None:
             workers = ray_workers(proc.pid) if ready() else []
             if workers:
@@ -91,10 +119,3 @@ def launch_and_kill_a_worker_when(args, ready, timeout=600, module="verl.trainer
                 return out
             time.sleep(0.1)
         return out
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-        _kill_leftover_ray(proc.pid)
