@@ -67,7 +67,12 @@ def study(tmp_path_factory):
                         "console": (first / "console.log").read_text()}
 
     def stage2_checkpointed():
-        return s2_tracker.exists() and s2_history.exists()
+        # a checkpoint whose step's metrics row is written (a kill between the two redoes that step: tested apart)
+        if not s2_tracker.exists() or not s2_tracker.read_text().strip():
+            return False
+        step = int(s2_tracker.read_text())
+        return step < RL_STEPS and any(r["step"] == step and "training/global_step" in r["data"]
+                                       for r in read_rows(str(s2_history)))
 
     fault = launch_and_kill_a_worker_when(study_args(out), stage2_checkpointed, timeout=900, module="cadft_verl.study")
     assert fault["ok"], "stage 2 of the first run never saved a checkpoint"
