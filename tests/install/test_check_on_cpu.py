@@ -61,7 +61,9 @@ def test_stage2_without_its_rollout_engine_is_named_with_the_fix():
 
 
 def test_the_launch_stops_before_ray_starts_when_the_rollout_engine_is_missing(tmp_path):
-    (tmp_path / "model").mkdir()
+    from cadft_verl.demo.tiny_model import build_tiny_model
+
+    build_tiny_model(str(tmp_path / "model"))  # a model the launch could start from: only the engine is missing
     for name in ("train.parquet", "val.parquet"):
         (tmp_path / name).touch()
     args = ["recipe=grpo", "profile=cpu", f"actor_rollout_ref.model.path={tmp_path}/model",
