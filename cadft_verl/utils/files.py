@@ -12,7 +12,7 @@
 - ``FolderLock``: one process at a time in a folder (the launch's run folder, the study's folder). It is an
   ``fcntl.flock`` on a lock file: the kernel drops it when the holder dies, so a lock left behind by a killed process,
   an empty lock file or two processes that find the same stale lock at once are all safe. The file records the
-  holder's pid and host for the refusal message.
+  holder's pid and host for the refusal message, and is removed when its holder releases it.
 """
 
 from __future__ import annotations
@@ -146,7 +146,8 @@ class FolderLock:
     """``with FolderLock(folder, "launch.lock", what="launch"):`` one process at a time in ``folder``.
 
     A second process is refused with a ``FolderBusyError`` naming the holder's pid and host. The lock is an
-    ``fcntl.flock``, so it ends with its holder, however it ends; the file itself may stay behind (harmless)."""
+    ``fcntl.flock``, so it ends with its holder, however it ends; a release removes the file, a kill leaves it
+    behind (harmless: nobody holds it)."""
 
     def __init__(self, folder: str, name: str, what: str = "process"):
         self.folder = os.path.abspath(folder)
@@ -156,17 +157,24 @@ class FolderLock:
 
     def acquire(self) -> FolderLock:
         os.makedirs(self.folder, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                holder = _holder(self.path)
+                who = (f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}" if holder
+                       else "another process")
+                raise FolderBusyError(
+                    f"{self.folder} is in use by another {self.what} ({who}, lock file {self.path}): wait for it to "
+                    "end or stop it, or use another folder") from None
+            try:  # the holder before us removes the file as it ends: a lock on a removed file holds nothing
+                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
             os.close(fd)
-            holder = _holder(self.path)
-            who = (f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}" if holder
-                   else "another process")
-            raise FolderBusyError(
-                f"{self.folder} is in use by another {self.what} ({who}, lock file {self.path}): wait for it to end "
-                "or stop it, or use another folder") from None
         info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode()
         os.ftruncate(fd, 0)
         os.pwrite(fd, info + b"\n", 0)
@@ -174,9 +182,10 @@ class FolderLock:
         return self
 
     def release(self) -> None:
+        """Remove the lock file, then drop the lock (a process that opened the file meanwhile sees it removed)."""
         if self._fd is not None:
             with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, 0)
+                os.unlink(self.path)
             os.close(self._fd)  # closing drops the flock
             self._fd = None
 

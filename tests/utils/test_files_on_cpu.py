@@ -91,6 +91,7 @@ def test_a_folder_in_use_is_refused_naming_the_holder_and_freed_when_it_dies(tmp
     with FolderLock(tmp_path, "launch.lock") as lock:
         assert lock_holder(tmp_path, "launch.lock")["pid"] == os.getpid()
     assert lock._fd is None and lock_holder(tmp_path, "launch.lock") is None
+    assert not (tmp_path / "launch.lock").exists()  # a release removes the file
 
 
 def test_an_empty_lock_file_does_not_block(tmp_path):
