@@ -57,12 +57,15 @@ def study(tmp_path_factory):
     killed = {}
 
     def stage1_step2_logged():
-        # a worker is killed while a later step trains (or checkpoints)
-        return s1_tracker.exists() and 2 <= len(_lines(s1_history)) < STAGE1_STEPS
+        # a worker is killed while a later step trains (or checkpoints); the study holds its lock meanwhile
+        ready = s1_tracker.exists() and 2 <= len(_lines(s1_history)) < STAGE1_STEPS
+        if ready:
+            killed["lock"] = (out / "study.lock").exists()
+        return ready
 
     fault = launch_and_kill_a_worker_when(study_args(out), stage1_step2_logged, timeout=600, module="cadft_verl.study")
     assert fault["ok"], "stage 1 of the first run never logged step 2"
-    killed["stage1"] = {"checkpoint": int(s1_tracker.read_text()), "lock": (out / "study.lock").exists(),
+    killed["stage1"] = {"checkpoint": int(s1_tracker.read_text()), "lock": killed.pop("lock", False),
                         "complete": (first / "stage1_cadft" / "COMPLETE.json").exists(), **fault,
                         "console": (first / "console.log").read_text()}
 
