@@ -18,10 +18,10 @@ since the previous round). The whole state is JSON-serialisable and is saved wit
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Iterable
+
+from cadft_verl.utils.files import read_json, write_json
 
 HISTORY_FILE = "cadft_history.json"
 
@@ -100,14 +100,10 @@ class CompatibilityHistory:
         self.pending = {int(i) for i in state.get("pending", [])}
 
     def save(self, path: str) -> None:
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.state_dict(), f)
-        os.replace(tmp, path)
+        write_json(path, self.state_dict(), indent=None)
 
     def load(self, path: str) -> None:
-        with open(path) as f:
-            self.load_state_dict(json.load(f))
+        self.load_state_dict(read_json(path))
 
     def __eq__(self, other) -> bool:
         return isinstance(other, CompatibilityHistory) and self.state_dict() == other.state_dict()
