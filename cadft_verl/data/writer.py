@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 
-from cadft_verl.utils.files import read_json
+from cadft_verl.utils.files import read_json, temp_path
 
 SUMMARY = "summary.json"
 #: what a summary written before conversions recorded their files stands for: every file a conversion could write
@@ -28,9 +28,7 @@ class AtomicOutputs:
         self._pending: list[tuple[str, str]] = []  # (tmp, final)
 
     def _tmp(self, path: str) -> str:
-        folder, name = os.path.split(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, f".{name}.tmp-{os.getpid()}")
+        tmp = temp_path(path)
         self._pending.append((tmp, path))
         return tmp
 

@@ -27,13 +27,19 @@ import warnings
 
 
 # ------------------------------------------------------------------------------------------------ atomic writes
+def temp_path(path: str) -> str:
+    """The temporary name (unique per process, hidden, in the same folder) that ``path`` is written under before
+    ``os.replace``; the folder is created."""
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    return os.path.join(folder, f".{name}.tmp-{os.getpid()}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str):
     """Yields a temporary path beside ``path``; on success it replaces ``path``, on an exception it is removed."""
     path = os.path.abspath(path)
-    folder, name = os.path.split(path)
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{name}.tmp-{os.getpid()}")
+    tmp = temp_path(path)
     try:
         yield tmp
         os.replace(tmp, path)
