@@ -15,6 +15,7 @@ from typing import Any
 
 from cadft_verl.math.answers import normalize_answer, normalize_gold, squash
 from cadft_verl.math.extract import extract_final_answer
+from cadft_verl.reward.chain import ARITH_SOURCE, chain_matches, chain_of
 from cadft_verl.reward.pool import ScoringPool, get_default_pool
 from cadft_verl.reward.score import Score
 
@@ -76,7 +77,10 @@ def compute_score(
     **kwargs: Any,
 ) -> dict:
     """verl custom reward function (``reward.custom_reward_function.path=pkg://cadft_verl.reward``,
-    ``name=compute_score``); ``data_source`` is accepted and not needed (one rule for all maths sets).
+    ``name=compute_score``). One rule for all maths sets, except the embedded arithmetic task's rows
+    (``data_source`` ``cadft/arith`` with a ``chain`` in ``extra_info``): there ``score`` is 1.0 only when the answer
+    is right and the worked equations are the problem's chain (:mod:`cadft_verl.reward.chain`), while ``acc`` stays
+    the outcome (what evaluation and verl's ``val-core`` report).
 
     Returns a dict (verl 0.9.1's reward managers take ``result["score"]`` as the reward and log the other keys):
     ``score`` (1.0/0.0), ``acc`` (same, float), ``has_answer`` (1.0 when a boxed/#### answer was found),
@@ -84,7 +88,11 @@ def compute_score(
     Extra keyword arguments from verl (``reward_router_address`` ...) or ``reward_kwargs`` are ignored, except
     ``timeout`` (seconds).
     """
-    return score(solution_str, ground_truth, timeout=timeout).to_verl()
+    result = score(solution_str, ground_truth, timeout=timeout).to_verl()
+    chain = chain_of(extra_info) if data_source == ARITH_SOURCE else None
+    if chain is not None and not chain_matches(solution_str or "", chain):
+        result["score"] = 0.0
+    return result
 
 
 def _item_pair(item: Any) -> tuple[Any, Any]:

@@ -13,8 +13,8 @@ is seen in training under any name or wording), the renderings of a solution (``
 - ``pretrain_rows``: clean demonstrations of part of the task (``max_steps`` 2 by default) for the base model
   (:mod:`cadft_verl.demo.pretrain`).
 - ``test_rows``: the held-out problems, the benchmark ``arith`` (it needs no file).
-- ``ARITH``: the task (:class:`cadft_verl.tasks.base.Task`): GSM8K's schema, and its training examples carry each
-  row's ``kind`` and step count into ``extra_info``.
+- ``ARITH``: the task (:class:`cadft_verl.tasks.base.Task`): GSM8K's schema, and its examples carry each row's
+  ``kind``, step count and the problem's clean ``chain`` of equations into ``extra_info`` (the RL reward checks it).
 
 Everything is a pure function of its seed.
 """
@@ -168,7 +168,7 @@ def problems(n: int, seed: int, held_out: bool, min_steps: int = 1, max_steps: i
 
 def _row(p: Problem, uid: str, kind: str, rng: random.Random) -> dict:
     return {"id": uid, "question": p.question(), "answer": p.solution(kind, rng), "kind": kind, "steps": len(p.steps),
-            "item": p.item}
+            "item": p.item, "chain": "\n".join(p.equations())}
 
 
 def _kinds(n: int, mix: dict[str, float], rng: random.Random) -> list[str]:
@@ -215,11 +215,12 @@ def test_rows(n: int = TEST_SIZE, seed: int = TEST_SEED) -> list[dict]:
 
 
 class ArithTask(GSM8KTask):
-    """GSM8K's schema, plus the demonstration's kind and step count, kept in ``extra_info``."""
+    """GSM8K's schema, plus the demonstration's kind, step count and the problem's (clean) chain of equations, kept
+    in ``extra_info`` (the chain is what the RL reward checks: cadft_verl.reward.chain)."""
 
     def example(self, row: dict, need_response: bool) -> Example:
         ex = super().example(row, need_response)
-        ex.extra = {k: row[k] for k in ("kind", "steps") if row.get(k) is not None}
+        ex.extra = {k: row[k] for k in ("kind", "steps", "chain") if row.get(k) is not None}
         return ex
 
 
