@@ -165,6 +165,8 @@ class RewriteRound:
         requests = []
         for k, i in enumerate(todo):
             prompt = self.prompt_ids(i)
+            # the rendered prompt the policy was asked (chat template and special tokens included), for the audit
+            records[i].extra["prompt"] = self.tokenizer.decode(prompt)
             budget = cfg.max_tokens or self.max_length
             budget = max(1, min(int(budget), self.max_length - len(prompt)))
             requests.append(GenRequest(index=i, prompt_ids=prompt, n=cfg.n, temperature=cfg.temperature,
