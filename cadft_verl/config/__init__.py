@@ -26,6 +26,7 @@ BLOCKS = {
     "cadft": "cadft_verl.losses.config:LossConfig",
     "cadft.history": "cadft_verl.history.config:HistoryConfig",
     "cadft.rewrite": "cadft_verl.rewrite.config:RewriteConfig",
+    "cadft.model": "cadft_verl.lora.config:LoraOptions",
     "eval": "cadft_verl.eval.config:EvalConfig",
 }
 

@@ -11,6 +11,10 @@ Accepted (:func:`resolve_model`):
   are merged with verl's own model merger (``verl.model_merger``, FSDP backend) into ``huggingface_merged/`` next
   to them (or into ``fallback_cache`` when that folder is not writable). The merge is cached: it is redone only
   when the shards change;
+- a LoRA checkpoint (``cadft_verl.lora.export``): a LoRA run's ``global_step_N`` or its ``huggingface`` export with
+  the PEFT model's keys (verl's, before the hand-over merges it), merged into ``huggingface_merged/`` next to it; or
+  a PEFT adapter folder (``adapter_config.json``, e.g. ``global_step_N/lora_adapter``), merged into its base model in
+  ``merged/`` inside it. Both go to ``fallback_cache`` when that folder is not writable, and are cached the same way;
 - a name that is not a local path (a hub model id), passed through unchanged.
 
 Anything else (a missing folder, a folder without weights or shards) raises :class:`ModelPathError` with a one-line
@@ -130,6 +134,41 @@ def merge_fsdp_checkpoint(ckpt: str, target: str) -> str:
     return target
 
 
+def _merge_target(folder: str, name: str, fallback_cache: str | None) -> str:
+    if _writable(folder):
+        return os.path.join(folder, name)
+    if fallback_cache is None:
+        raise ModelPathError(f"{folder}: a checkpoint to merge in a read-only folder and no other place to merge it into")
+    os.makedirs(os.path.dirname(os.path.abspath(fallback_cache)), exist_ok=True)
+    return os.path.abspath(fallback_cache)
+
+
+def merge_lora(source: str, fallback_cache: str | None = None) -> str:
+    """A LoRA checkpoint (a PEFT-keyed HF export, or an adapter folder) as a merged HF model folder; cached by the
+    source's fingerprint."""
+    from cadft_verl.lora.export import is_adapter_folder, merge_adapter_folder, merge_lora_export
+
+    adapter = is_adapter_folder(source)
+    step_dir = source if adapter else os.path.dirname(source)
+    target = _merge_target(step_dir, "merged" if adapter else MERGED, fallback_cache)
+    names = [n for n in os.listdir(source) if n.startswith("adapter_")] if adapter else hf_weights(source)
+    stamp = {"source": source, "files": fingerprint(source, names)}
+    stamp_path = os.path.join(target, _STAMP)
+    if is_hf_model(target) and os.path.isfile(stamp_path):
+        with open(stamp_path, encoding="utf-8") as f:
+            if json.load(f) == stamp:
+                return target
+    print(f"[cadft_verl.eval] merging the LoRA checkpoint {source} into {target}", flush=True)
+    try:
+        out = merge_adapter_folder(source, target) if adapter else merge_lora_export(step_dir, target=target)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelPathError(f"{source}: the LoRA checkpoint cannot be merged ({str(exc).splitlines()[0][:300]})") \
+            from exc
+    with open(stamp_path, "w", encoding="utf-8") as f:
+        json.dump(stamp, f, indent=1)
+    return out
+
+
 def _looks_local(path: str) -> bool:
     return (os.path.isabs(path) or path.startswith((".", "~")) or path.count("/") != 1
             or os.path.exists(path))
@@ -147,14 +186,18 @@ def resolve_model(path: str, fallback_cache: str | None = None) -> str:
         return str(path)  # owner/name: a hub model id (transformers / vLLM load it when online)
     if os.path.isfile(expanded):
         raise ModelPathError(f"{expanded} is a file; --model takes a model folder or a verl checkpoint folder")
+    from cadft_verl.lora.export import is_adapter_folder, is_peft_export
+
     folder = os.path.abspath(expanded)
+    if is_adapter_folder(folder):
+        return merge_lora(folder, fallback_cache)
     if is_hf_model(folder):
-        return folder
+        return merge_lora(folder, fallback_cache) if is_peft_export(folder) else folder
     ckpt = actor_dir(folder)
     if ckpt is not None:
         export = os.path.join(ckpt, "huggingface")
         if is_hf_model(export):  # saved with hf_model in save_contents: nothing to merge
-            return export
+            return merge_lora(export, fallback_cache) if is_peft_export(export) else export
         target = os.path.join(ckpt, MERGED)
         if not _writable(ckpt):
             if fallback_cache is None:

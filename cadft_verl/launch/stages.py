@@ -28,7 +28,10 @@ def check_inputs(config) -> None:
     from cadft_verl.eval.model_path import check_start_model
     from cadft_verl.utils.paths import check_config_paths
 
+    from cadft_verl.lora.checks import check_lora_options
+
     stages = stages_of(config)
+    check_lora_options(config, runs_stage1=any(s.name == "cadft" for s in stages))
     for stage in stages:
         stage.check(config)
     check_config_paths(config, "actor_rollout_ref.model.path", [k for s in stages for k in s.file_keys(config)])

@@ -35,9 +35,14 @@ class WarmStartStage(TrainingStage):
     def check(self, config) -> None:
         from cadft_verl.config import load_blocks
 
-        load_blocks(config, ["cadft", "cadft.history", "cadft.rewrite"])  # every typed block, naming a bad option
+        from cadft_verl.lora.checks import check_lora_options, check_targets_match
+
+        load_blocks(config, ["cadft", "cadft.history", "cadft.rewrite", "cadft.model"])  # naming a bad option
         if not config.cadft.data.train_files:
             raise ValueError("cadft.data.train_files: the recipe runs stage 1 but no SFT training file is set")
+        lora = check_lora_options(config, runs_stage1=True)
+        check_targets_match(lora, str(config.actor_rollout_ref.model.path),
+                            bool(config.actor_rollout_ref.model.get("trust_remote_code", False)))
 
     def done(self, launch: Launch) -> dict | None:
         from cadft_verl.launch.warm_start import model_id

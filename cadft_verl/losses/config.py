@@ -16,7 +16,7 @@ LOSS_NAMES = ("sft", "dft", "cadft")
 STATS_MODES = ("exact", "lagged")
 ZSCORE_MODES = ("standard", "robust")
 # sub-blocks of the `cadft:` config that configure the stage rather than the loss
-SECTIONS = ("data", "optim", "trainer", "rewrite", "history")
+SECTIONS = ("data", "optim", "trainer", "rewrite", "history", "model")
 
 
 @dataclass

@@ -4,7 +4,8 @@ Per optimizer step it trains (``step``), records every trained sample's z in the
 z, weight and token count in ``samples.jsonl`` (``samples``), logs ``stage1/``-prefixed metrics to verl's tracking
 backends, runs the delayed rewrite rounds when due (``rewrites``), validates on ``cadft.data.val_files``
 (``val/loss``) and checkpoints (``checkpoints``) as its ``plan`` says. A rerun resumes from the newest checkpoint.
-It returns what ``COMPLETE.json`` records: the HF export that stage 2 starts from.
+It returns what ``COMPLETE.json`` records: the HF export that stage 2 starts from (with LoRA, ``cadft.model``, the
+merged model: ``cadft_verl.lora.export``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from tqdm import tqdm
 
 from cadft_verl.console import progress as show_progress
 from cadft_verl.history import CompatibilityHistory, HistoryConfig
+from cadft_verl.lora.checks import lora_options
+from cadft_verl.lora.export import merge_lora_export
 from cadft_verl.losses import LossConfig
 from cadft_verl.trainer.controller import CompatibilityController
 
@@ -42,6 +45,7 @@ class WarmStart:
         self.config, self.dir, self.tracking = config, stage_dir, tracking
         cad = config.cadft
         self.loss_cfg = LossConfig.from_mapping(cad)
+        self.lora = lora_options(config)
         check_stage_options(config, self.loss_cfg.loss)
         self.controller = CompatibilityController(self.loss_cfg)
         self.arr_config = stage_worker_config(config)
@@ -94,6 +98,9 @@ class WarmStart:
             if self.plan.saves_at(step):
                 checkpoints.save(step)
         bar.close()
+        if self.lora.enabled:  # the hand-over: the merged model, the adapter beside it (also after a resume)
+            merge_lora_export(self.dir.step_dir(step), self.lora,
+                              base_model=model_id(self.config.actor_rollout_ref.model.path))
         return {"stage": "cadft", "loss": self.loss_cfg.loss, "steps": step, "checkpoint": self.dir.step_dir(step),
                 "hf_model": self.dir.hf_export(step), "final_metrics": last,
                 # the model stage 1 started from: a rerun from another base does not reuse this stage

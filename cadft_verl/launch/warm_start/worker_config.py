@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf, open_dict
 
+from cadft_verl.lora.checks import lora_options
 from cadft_verl.rewrite import RewriteConfig
 from cadft_verl.trainer.hook import refuse_sequence_parallel
 
@@ -17,8 +18,10 @@ def rewrite_config(config) -> RewriteConfig:
 def stage_worker_config(config) -> "OmegaConf":
     """``actor_rollout_ref`` for stage 1: the RL actor settings with the SFT batch sizes and optimiser (and, for the
     rewrite rounds, the rollout's lengths: prompts up to ``cadft.data.max_length``, answers up to
-    ``cadft.rewrite.max_tokens``)."""
+    ``cadft.rewrite.max_tokens``), and LoRA as ``cadft.model`` says (never stage 2's ``actor_rollout_ref.model``
+    LoRA): the rewrite rounds' rollout gets the adapter merged into the weights."""
     cad = config.cadft
+    lora = lora_options(config)
     rw = rewrite_config(config)
     arr = OmegaConf.create(OmegaConf.to_container(config.actor_rollout_ref, resolve=True))
     with open_dict(arr):
@@ -38,6 +41,11 @@ def stage_worker_config(config) -> "OmegaConf":
         arr.rollout.prompt_length = int(cad.data.max_length)
         arr.rollout.response_length = int(rw.max_tokens or cad.data.max_length)
         arr.rollout.n = 1
+        arr.model.lora_rank = int(lora.lora_rank)
+        if lora.enabled:
+            arr.model.lora_alpha = lora.lora_alpha
+            arr.model.target_modules = lora.peft_kwargs()["target_modules"]
+            arr.model.lora = OmegaConf.merge(arr.model.get("lora") or {}, {"merge": True})
         if arr.rollout.get("enable_sleep_mode") is None:
             # vLLM's sleep mode is what frees the rollout's memory between rounds; it needs free_cache_engine (and
             # CUDA): where the cache is never freed (CPU profile) there is nothing to sleep
