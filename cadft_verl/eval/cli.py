@@ -84,12 +84,25 @@ def _default_label(model: str) -> str:
     return os.path.basename(os.path.normpath(model))
 
 
+def check_sampling_args(args: argparse.Namespace) -> None:
+    """Refuse, before any model work, ``--k`` < 1, a negative ``--temperature`` and a ``--plot-metric`` pass@K
+    with K larger than the samples per problem (1 with ``--greedy``), naming the option."""
+    from cadft_verl.eval.metrics import check_metric_k
+
+    if args.k < 1:
+        raise ValueError(f"--k must be >= 1 (samples per problem), got {args.k}")
+    if args.temperature < 0:
+        raise ValueError(f"--temperature must be >= 0, got {args.temperature}")
+    check_metric_k(args.plot_metric, 1 if args.greedy else args.k, "--plot-metric")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from cadft_verl.eval.benchmarks import expand_benchmark_args, load_benchmark
     from cadft_verl.eval.model_path import resolve_model
     from cadft_verl.eval.runner import RunConfig, check_out_folder, run_eval
 
     check_out_folder(args.out)
+    check_sampling_args(args)
     for arg in expand_benchmark_args(args.benchmarks):  # a bad benchmark is named before any model work
         load_benchmark(arg, args.benchmarks_dir, limit=1, hub_fallback=args.hub)
     model = resolve_model(args.model, fallback_cache=os.path.join(args.out, "merged_model"))

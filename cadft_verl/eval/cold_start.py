@@ -1,5 +1,6 @@
 """The cold-start report of a launch's eval stage: one row per model (base, warm start, RL), one column per benchmark
-plus the average, each model's gain over the base model, and the training stages' metric histories
+plus the average, each model's gain over the base model, its RL readiness (avg@k, pass@k, headroom and entropy of k
+samples at the rollout temperature, ``cadft_verl.eval.readiness``), and the training stages' metric histories
 (``<run dir>/eval/cold_start.{md,png,json}``; tables and plot from ``cadft_verl.eval.report``)."""
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ def training_markdown(training: dict) -> list[str]:
             *lines]
 
 
-def report_markdown(table: dict, gains: dict, title: str, notices: list[str], training: list[str] | None = None) \
-        -> str:
+def report_markdown(table: dict, gains: dict, title: str, notices: list[str], training: list[str] | None = None,
+                    readiness: list[str] | None = None) -> str:
     from cadft_verl.eval.report import cold_start_markdown
 
     md = cold_start_markdown(table, title).rstrip("\n").split("\n")
@@ -71,6 +72,7 @@ def report_markdown(table: dict, gains: dict, title: str, notices: list[str], tr
             cells = [f"{100 * g[c]:+.2f}" if g[c] is not None else "–" for c in cols]
             avg = f"{100 * g['average']:+.2f}" if g["average"] is not None else "–"
             extra.append(f"| {label} | " + " | ".join(cells) + f" | **{avg}** |")
+    extra += readiness or []
     extra += training or []
     if notices:
         extra += ["", *[f"- {n}" for n in notices]]
@@ -83,6 +85,7 @@ def write_report(records: dict, paths: dict, metric: str, title: str, notices: l
                  results: dict | None = None) -> dict:
     """The report of the evaluated ``records`` (label -> {display, model, source, metrics}) into ``paths`` (md, png,
     json), each written whole; returns ``{paths, markdown}``."""
+    from cadft_verl.eval import readiness
     from cadft_verl.eval.report import cold_start_plot, cold_start_table, load_metrics
 
     before = [(rec["display"], load_metrics(rec["metrics"])) for rec in records.values()]
@@ -96,14 +99,20 @@ def write_report(records: dict, paths: dict, metric: str, title: str, notices: l
         models[label] = {"display": row["label"], "model": rec["model"], "source": rec["source"],
                          "metrics": rec["metrics"], "values": row["before"]["values"], "se": row["before"]["se"],
                          "average": row["before"]["average"], "average_se": row["before"]["average_se"],
-                         "gain_over_base": gains_by_display.get(row["label"])}
+                         "gain_over_base": gains_by_display.get(row["label"]),
+                         "readiness": readiness.readiness_of(load_metrics(rec["readiness_metrics"]))
+                         if rec.get("readiness_metrics") else None}
     training = training_histories(results)
-    md = report_markdown(table, gains_by_display, title, notices, training_markdown(training))
+    score_name = "greedy" if all(m["settings"].get("greedy") for _, m in before) else table["metric"]
+    ready_md = readiness.markdown(models, score_name, table["display"])
+    md = report_markdown(table, gains_by_display, title, notices, training_markdown(training), ready_md)
     write_text(paths["md"], md)
     write_json(paths["json"], {"metric": table["metric"], "benchmarks": table["benchmarks"],
                                "display": table["display"], "models": models, "skipped_benchmarks": notices,
                                "table": table, "training": training})
-    cold_start_plot(table, paths["png"], title)
+    has_ready = any(m["readiness"] for m in models.values())
+    cold_start_plot(table, paths["png"], title, extra_panels=2 if has_ready else 0,
+                    draw_extra=lambda axes: readiness.plot_axes(*axes, models, score_name))
     return {"paths": paths, "markdown": md}
 
 

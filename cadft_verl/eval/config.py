@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from cadft_verl.config.block import TypedBlock
+from cadft_verl.eval.metrics import check_metric_k
 
 #: the models of a run the eval stage can evaluate, in report order
 MODELS = ("base", "stage1", "stage2")
@@ -99,8 +100,19 @@ class EvalConfig(TypedBlock):
     # scoring processes (null: min(8, CPUs))
     score_workers: int | None = None
 
-    # metric of the cold-start report: avg@k (the paper's average@16), pass@1, maj@k, pass@K ...
+    # metric of the cold-start report: avg@k (the paper's average@16), pass@1, maj@k, pass@K (K <= k) ...
     metric: str = "avg@k"
+
+    # RL readiness (docs/eval.md): also sample readiness_k answers per problem at the RL stage's rollout temperature
+    # and top_p, and report avg@k, pass@k, headroom (pass@k - avg@k) and the policy's entropy on its samples beside
+    # the report's metric (no second generation when the report's own samples are those)
+    readiness: bool = True
+
+    # samples per problem for RL readiness (the CPU profile: 8)
+    readiness_k: int = 16
+
+    # temperature of the readiness samples (null: the RL stage's actor_rollout_ref.rollout.temperature)
+    readiness_temperature: float | None = None
 
     def __post_init__(self):
         self.benchmarks = _names(self.benchmarks)
@@ -111,18 +123,19 @@ class EvalConfig(TypedBlock):
     def validate(self) -> None:
         if not self.models or any(m not in MODELS for m in self.models):
             raise ValueError(f"eval.models: {self.models} is not a non-empty list of {list(MODELS)}")
-        for key in ("k", "max_new_tokens", "batch_size", "tensor_parallel_size"):
+        for key in ("k", "max_new_tokens", "batch_size", "tensor_parallel_size", "readiness_k"):
             _positive_int(key, getattr(self, key))
         for key in ("limit", "max_model_len"):
             if getattr(self, key) is not None:
                 _positive_int(key, getattr(self, key), " or null")
         if self.score_workers is not None:  # 0: score in the launch's own process
             _positive_int("score_workers", self.score_workers, " (0: in this process) or null", least=0)
-        for key in ("greedy", "hub"):
+        for key in ("greedy", "hub", "readiness"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"eval.{key} must be true or false, got {getattr(self, key)!r}")
-        if _number("temperature", self.temperature) < 0:
-            raise ValueError(f"eval.temperature must be >= 0, got {self.temperature!r}")
+        for key in ("temperature", "readiness_temperature"):
+            if getattr(self, key) is not None and _number(key, getattr(self, key)) < 0:
+                raise ValueError(f"eval.{key} must be >= 0, got {getattr(self, key)!r}")
         if not 0.0 < _number("top_p", self.top_p) <= 1.0:
             raise ValueError(f"eval.top_p must be in (0, 1], got {self.top_p!r}")
         if not 0.0 < _number("gpu_memory_utilization", self.gpu_memory_utilization) <= 1.0:
@@ -135,10 +148,31 @@ class EvalConfig(TypedBlock):
             raise ValueError(f"eval.dtype: {self.dtype!r} is not one of {list(DTYPES)}")
         if not isinstance(self.metric, str) or not _METRIC.fullmatch(self.metric):
             raise ValueError(f"eval.metric: {self.metric!r} is not avg@k, pass@k, maj@k or greedy@1 (k or a number)")
+        check_metric_k(self.metric, 1 if self.greedy else self.k, "eval.metric" + (" (eval.greedy: k is 1)"
+                                                                                   if self.greedy else " (eval.k)"))
 
     def run_kwargs(self) -> dict:
         """The settings ``RunConfig`` takes under the same names; unset (null) ones are left to its defaults."""
         return {k: getattr(self, k) for k in RUN_KEYS if getattr(self, k) is not None}
+
+    def readiness_sampling(self, rollout) -> dict | None:
+        """The readiness run's sampling (``k``, ``temperature``, ``top_p``, ``greedy``: ``RunConfig``'s names), from
+        this block and the RL stage's rollout config (``actor_rollout_ref.rollout``: its temperature unless
+        ``readiness_temperature``, its top_p); None when ``readiness`` is off. A negative rollout temperature or a
+        top_p outside (0, 1] is refused, naming the option."""
+        if not self.readiness:
+            return None
+        rollout = rollout or {}
+        temperature = self.readiness_temperature
+        if temperature is None:
+            temperature = _rollout_number(rollout, "temperature", 1.0)
+            if temperature < 0:
+                raise ValueError(f"actor_rollout_ref.rollout.temperature must be >= 0 (the eval stage samples its "
+                                 f"RL-readiness answers at it), got {temperature!r}")
+        top_p = _rollout_number(rollout, "top_p", 1.0)
+        if not 0.0 < top_p <= 1.0:
+            raise ValueError(f"actor_rollout_ref.rollout.top_p must be in (0, 1], got {top_p!r}")
+        return {"k": self.readiness_k, "temperature": float(temperature), "top_p": top_p, "greedy": False}
 
     @classmethod
     def from_config(cls, config) -> "EvalConfig":
@@ -147,6 +181,14 @@ class EvalConfig(TypedBlock):
         if block is None:
             raise ValueError("eval: the stages include eval but the config has no eval block (recipes/main.yaml)")
         return cls.from_mapping(block)
+
+
+def _rollout_number(rollout, key: str, default: float) -> float:
+    value = rollout.get(key, default)
+    value = default if value is None else value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ValueError(f"actor_rollout_ref.rollout.{key} must be a number, got {value!r}")
+    return float(value)
 
 
 def _names(value) -> list[str]:

@@ -7,6 +7,12 @@
   equal the gold answer); wrong answers are clustered by their normalised string; samples without an answer do not
   vote. Ties are resolved uniformly at random *in expectation*: a problem scores (#tied clusters that are correct) /
   (#tied clusters), so the metric is deterministic.
+- ``headroom@k``: pass@k − avg@k per problem (n = k samples), averaged over problems: how much of what the policy
+  can reach in k tries it does not yet get on a typical try, the room RL has to turn samples into pass@1.
+- ``entropy``: the policy's mean per-token entropy (nats) on its own samples, per problem (its samples' entropy sums
+  over their token counts), averaged over problems; only when every sample carries one
+  (``cadft_verl.eval.generation``: exact from the logits with transformers, estimated from the sampled tokens'
+  log-probabilities with vLLM).
 - standard error: sample standard deviation (ddof=1) of the per-problem values / sqrt(#problems).
 """
 
@@ -83,13 +89,27 @@ def problem_metrics(preds: Sequence[str | None], correct: Sequence[bool]) -> dic
     return out
 
 
+def problem_entropies(samples_per_problem: Sequence[Sequence[dict]]) -> list[float] | None:
+    """Per problem, the mean per-token entropy over its samples' tokens (a sample without tokens weighs 1); None
+    unless every sample has an ``entropy``."""
+    out = []
+    for samples in samples_per_problem:
+        if not samples or any(x.get("entropy") is None for x in samples):
+            return None
+        weights = [max(1, int(x.get("tokens") or 0)) for x in samples]
+        out.append(sum(w * float(x["entropy"]) for w, x in zip(weights, samples)) / sum(weights))
+    return out or None
+
+
 def benchmark_metrics(samples_per_problem: Sequence[Sequence[dict]], greedy: bool = False) -> dict:
     """Aggregate metrics for one benchmark.
 
     ``samples_per_problem[i]`` are the scored samples of problem i: dicts with ``correct`` (bool), ``pred``
-    (str|None), ``no_answer`` (bool), ``timed_out`` (bool). All problems should have the same number k of samples.
+    (str|None), ``no_answer`` (bool), ``timed_out`` (bool), and optionally ``entropy`` (nats per token) and
+    ``tokens``. All problems should have the same number k of samples.
     Returns ``{"n_problems", "k", "n_samples", "avg@k": {mean, se}, "pass@1": ..., "pass@k": ..., "maj@k": ...,
-    "no_answer_rate", "timeouts", "errors"}`` (``greedy@1`` as well when ``greedy``).
+    "headroom@k": ..., "no_answer_rate", "timeouts", "errors"}`` (``greedy@1`` as well when ``greedy``;
+    ``entropy`` when every sample has one).
     """
     ks = {len(s) for s in samples_per_problem}
     k = max(ks) if ks else 0
@@ -107,6 +127,11 @@ def benchmark_metrics(samples_per_problem: Sequence[Sequence[dict]], greedy: boo
     for kk in pass_ks(kmin):
         out[f"pass@{kk}"] = mean_se([p[f"pass@{kk}"] for p in per])
     out[f"maj@{k}"] = mean_se([p["maj"] for p in per])
+    if kmin:
+        out[f"headroom@{kmin}"] = mean_se([p[f"pass@{kmin}"] - p["avg"] for p in per])
+    entropy = problem_entropies(samples_per_problem)
+    if entropy is not None:
+        out["entropy"] = mean_se(entropy)
     if greedy:
         out["greedy@1"] = dict(out[f"avg@{k}"])
     n = max(1, len(all_samples))
@@ -141,7 +166,16 @@ def average_metrics(per_benchmark: dict[str, dict]) -> dict:
 
 
 def resolve_metric(name: str, k: int) -> str:
-    """``"avg@k"`` -> ``"avg@16"`` for a run with k=16 (also ``pass@k``, ``maj@k``); other names unchanged."""
+    """``"avg@k"`` -> ``"avg@16"`` for a run with k=16 (also ``pass@k``, ``maj@k``, ``headroom@k``); other names
+    unchanged."""
     if name.endswith("@k"):
         return f"{name[:-2]}@{k}"
     return name
+
+
+def check_metric_k(name: str, k: int, option: str) -> None:
+    """Refuse (``ValueError`` naming ``option``) a ``pass@K`` (or ``maj@K``, ``avg@K``) with K larger than the k
+    samples per problem a run draws: it has no estimate."""
+    kind, _, number = name.partition("@")
+    if kind in ("pass", "avg", "maj") and number.isdigit() and int(number) > k:
+        raise ValueError(f"{option}: {name} needs at least {number} samples per problem, but k is {k}")

@@ -288,7 +288,10 @@ def cold_start_markdown(table: dict, title: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def cold_start_plot(table: dict, path: str, title: str | None = None) -> str:
+def cold_start_plot(table: dict, path: str, title: str | None = None, extra_panels: int = 0,
+                    draw_extra=None) -> str:
+    """One panel per stage (before, after GRPO) of each model's score per benchmark; ``draw_extra(axes)`` draws
+    ``extra_panels`` more panels to their right (the eval stage's RL readiness)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -300,10 +303,11 @@ def cold_start_plot(table: dict, path: str, title: str | None = None) -> str:
         [("after", "after GRPO")] if table["has_after"] else []
     )
     rows = table["rows"]
-    fig, axes = plt.subplots(1, len(stages), figsize=(max(6.0, 1.2 * len(groups) + 2) * len(stages) ** 0.8, 4.2),
-                             squeeze=False, sharey=True)
+    n = len(stages) + extra_panels
+    fig, axes = plt.subplots(1, n, figsize=(max(6.0, 1.2 * len(groups) + 2) * n ** 0.8, 4.2), squeeze=False,
+                             sharey=not extra_panels)
     width = 0.8 / max(1, len(rows))
-    for ax, (key, name) in zip(axes[0], stages, strict=True):
+    for ax, (key, name) in zip(axes[0][: len(stages)], stages, strict=True):
         for j, r in enumerate(rows):
             s = r[key]
             if s is None:
@@ -318,6 +322,8 @@ def cold_start_plot(table: dict, path: str, title: str | None = None) -> str:
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8)
     axes[0][0].set_ylabel(f"{table['metric']} (%)")
+    if extra_panels and draw_extra is not None:
+        draw_extra(list(axes[0][len(stages):]))
     fig.suptitle(title or "Cold-start comparison")
     fig.tight_layout()
     _save(fig, path)

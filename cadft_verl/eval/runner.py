@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 from cadft_verl.eval.benchmarks import Benchmark, BenchmarkError, expand_benchmark_args, load_benchmark
 from cadft_verl.eval.generation import SamplingSettings, make_generator, resolve_backend
-from cadft_verl.eval.metrics import average_metrics, benchmark_metrics, resolve_metric
+from cadft_verl.eval.metrics import average_metrics, benchmark_metrics, check_metric_k, resolve_metric
 from cadft_verl.math.prompts import get_template
 from cadft_verl.eval.report import parse_labeled, plot_models, run_markdown
 from cadft_verl.tasks import BENCHMARKS as REGISTRY
@@ -122,6 +122,7 @@ def run_eval(cfg: RunConfig, generator=None) -> dict:
     check_out_folder(cfg.out)
     template = get_template(cfg.template)
     settings = cfg.sampling()
+    check_metric_k(cfg.plot_metric, settings.k, "plot metric")
     benches = load_benchmarks(cfg)  # fail on bad names / files before loading the model
     extra = parse_labeled(cfg.compare_with) if cfg.compare_with else []
     backend = generator.name if generator is not None else resolve_backend(cfg.backend)
@@ -145,13 +146,12 @@ def run_eval(cfg: RunConfig, generator=None) -> dict:
                 prompts = [template.render(p.question, tokenizer) for p in bench.problems]
                 print(f"[cadft_verl.eval] {bench.display}: {len(prompts)} problems x k={settings.k} "
                       f"({bench.source})", flush=True)
-                responses = generator.generate(
-                    prompts, settings, add_special_tokens=not template.use_chat_template, desc=bench.name
-                )
+                responses, stats = _generate(generator, prompts, settings, not template.use_chat_template,
+                                             bench.name)
                 items = [(r, p.gold) for p, rs in zip(bench.problems, responses, strict=True) for r in rs]
                 scored = score_batch(items, timeout=cfg.score_timeout, pool=pool, progress=f"scoring {bench.name}")
                 per_problem, pos = [], 0
-                for p, prompt, rs in zip(bench.problems, prompts, responses, strict=True):
+                for p, prompt, rs, st in zip(bench.problems, prompts, responses, stats, strict=True):
                     group = []
                     for j, r in enumerate(rs):
                         s = scored[pos]
@@ -168,10 +168,14 @@ def run_eval(cfg: RunConfig, generator=None) -> dict:
                             "no_answer": s["no_answer"],
                             "timed_out": s["timed_out"],
                             "error": s["error"],
+                            # the policy's mean per-token entropy on this response (nats; None: not measured)
+                            "entropy": st[j]["entropy"],
+                            "tokens": st[j]["tokens"],
                         }
                         fout.write(json.dumps(row, ensure_ascii=False) + "\n")
                         group.append({"correct": row["correct"], "pred": s["pred"], "no_answer": s["no_answer"],
-                                      "timed_out": s["timed_out"], "error": s["error"]})
+                                      "timed_out": s["timed_out"], "error": s["error"],
+                                      "entropy": row["entropy"], "tokens": row["tokens"]})
                     per_problem.append(group)
                 m = benchmark_metrics(per_problem, greedy=settings.greedy)
                 m["display"] = bench.display
@@ -211,6 +215,15 @@ def run_eval(cfg: RunConfig, generator=None) -> dict:
         result.pop("_path")
     _write_results(result, paths)
     return _report_outputs(result, paths)
+
+
+def _generate(generator, prompts: list[str], settings, add_special_tokens: bool, desc: str):
+    """(responses, per response ``{entropy, tokens}``): a generator without ``generate_with_stats`` measures no
+    entropy."""
+    if hasattr(generator, "generate_with_stats"):
+        return generator.generate_with_stats(prompts, settings, add_special_tokens=add_special_tokens, desc=desc)
+    responses = generator.generate(prompts, settings, add_special_tokens=add_special_tokens, desc=desc)
+    return responses, [[{"entropy": None, "tokens": None} for _ in rs] for rs in responses]
 
 
 def _write_results(result: dict, paths: dict) -> None:
@@ -269,7 +282,8 @@ def rescore(samples: str, out: str, score_timeout: float = 10.0, score_workers: 
                  timed_out=s["timed_out"], error=s["error"])
         groups.setdefault(r["benchmark"], {}).setdefault(str(r["problem_id"]), []).append(
             {"correct": r["correct"], "pred": s["pred"], "no_answer": s["no_answer"],
-             "timed_out": s["timed_out"], "error": s["error"]})
+             "timed_out": s["timed_out"], "error": s["error"], "entropy": r.get("entropy"),
+             "tokens": r.get("tokens")})
     greedy = bool(settings.get("greedy"))
     per_bench = {}
     for name, probs in groups.items():

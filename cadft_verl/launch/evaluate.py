@@ -6,8 +6,11 @@ Configured by the ``eval:`` block of ``recipes/main.yaml`` (docs/eval.md). Outpu
 - ``<label>/`` per model (``base``, ``stage1``, ``stage2``): ``python -m cadft_verl.eval run``'s outputs
   (``samples.jsonl``, ``metrics.json``/``.md``/``.png``) and ``eval_key.json`` (the model's fingerprint and the eval
   settings). A rerun skips a model whose ``metrics.json`` exists and whose key is unchanged;
+- ``<label>_readiness/``: the same for the RL-readiness samples (``eval.readiness_k`` answers per problem at the RL
+  stage's rollout temperature), unless the report's own samples are those;
 - ``cold_start.md`` / ``.png`` / ``.json``: one row per model (base, warm start, RL), one column per benchmark plus
-  the average, and each model's gain over the base model.
+  the average, each model's gain over the base model, and the RL-readiness table (avg@k, pass@k, headroom,
+  entropy).
 
 Generation runs in the launch's own process with transformers (``backend: hf``, the CPU's), or, with vLLM, in one
 fresh process per model so that each model's GPU memory is freed before the next one loads.
@@ -35,6 +38,22 @@ ALGORITHM_NAMES = {"gae": "ppo"}
 def _block(config) -> dict:
     """The ``eval`` block, typed and validated (``cadft_verl.eval.config.EvalConfig``), as a dict."""
     return asdict(EvalConfig.from_config(config))
+
+
+def _rollout(config) -> dict:
+    """The RL stage's rollout settings (``actor_rollout_ref.rollout``), where the readiness samples' come from."""
+    return (config.get("actor_rollout_ref") or {}).get("rollout") or {}
+
+
+def readiness_block(ev: dict, config) -> dict | None:
+    """The eval block of the readiness run (``eval.readiness_k`` samples at the rollout's temperature and top_p);
+    None when readiness is off or the report's own run samples exactly that (its samples are used)."""
+    sampling = EvalConfig.from_mapping(ev).readiness_sampling(_rollout(config))
+    if sampling is None:
+        return None
+    if not ev.get("greedy") and all(ev.get(k) == v for k, v in sampling.items() if k != "greedy"):
+        return None
+    return {**ev, **sampling}
 
 
 def _args(value) -> list[str]:
@@ -79,6 +98,7 @@ def check_eval_inputs(config) -> None:
     from cadft_verl.tasks import available
 
     ev = _block(config)
+    EvalConfig.from_mapping(ev).readiness_sampling(_rollout(config))  # the rollout temperature it samples at
     required = _args(ev.get("benchmarks"))
     optional = _args(ev.get("optional_benchmarks"))
     if not required and not optional:
@@ -157,14 +177,15 @@ def _run_isolated(cfg) -> None:
         raise RuntimeError(f"evaluation of {cfg.model} failed (exit {rc}); its config is {path}")
 
 
-def evaluate_model(model: dict, ev: dict, benchmarks: list[str], run: RunDir, trust_remote_code: bool) -> dict:
-    """One model's evaluation into ``eval/<label>``; skipped when its metrics exist under the same key (a key file cut
-    by a kill counts as none: the model is evaluated again)."""
+def evaluate_model(model: dict, ev: dict, benchmarks: list[str], run: RunDir, trust_remote_code: bool,
+                   folder: str | None = None) -> dict:
+    """One model's evaluation into ``eval/<folder>`` (default: its label); skipped when its metrics exist under the
+    same key (a key file cut by a kill counts as none: the model is evaluated again)."""
     from cadft_verl.eval.generation import resolve_backend
     from cadft_verl.eval.runner import run_eval
 
     label, source = model["label"], model["source"]
-    out = run.eval_model_dir(label)
+    out = run.eval_model_dir(folder or label)
     os.makedirs(out, exist_ok=True)
     metrics, key_path = os.path.join(out, "metrics.json"), os.path.join(out, "eval_key.json")
     cfg = run_config(ev, source, out, benchmarks, model["display"], trust_remote_code)
@@ -224,9 +245,17 @@ def run_eval_stage(config, run: RunDir, results: dict) -> dict:
         if label not in found:
             print(f"[cadft-verl] eval: this run has no {label} model, not evaluated", flush=True)
     trust = bool(config.actor_rollout_ref.model.get("trust_remote_code", False))
+    ready = readiness_block(ev, config)
     records = {}
     for label in [m for m in MODELS if m in wanted and m in found]:
         records[label] = evaluate_model(found[label], ev, benchmarks, run, trust)
+        if ready is not None:
+            print(f"[cadft-verl] eval: {label}: RL readiness, {ready['k']} samples per problem at temperature "
+                  f"{ready['temperature']} (the rollout's)", flush=True)
+            extra = evaluate_model(found[label], ready, benchmarks, run, trust, folder=f"{label}_readiness")
+            records[label]["readiness_metrics"] = extra["metrics"]
+        elif ev.get("readiness", True):
+            records[label]["readiness_metrics"] = records[label]["metrics"]
     if not records:
         raise ValueError(f"eval: none of eval.models {wanted} is in this run")
     title = f"Cold-start report: {config.get('recipe_name') or 'run'}"
@@ -234,7 +263,8 @@ def run_eval_stage(config, run: RunDir, results: dict) -> dict:
     report = write_report(records, paths, str(ev.get("metric", "avg@k")), title, notices, results)
     return {"report": report["paths"], "benchmarks": benchmarks, "skipped_benchmarks": notices,
             "models": {label: {"model": r["model"], "source": r["source"], "metrics": r["metrics"],
-                               "skipped": r["skipped"]} for label, r in records.items()}}
+                               "readiness_metrics": r.get("readiness_metrics"), "skipped": r["skipped"]}
+                       for label, r in records.items()}}
 
 
 def _main(argv: list[str]) -> int:

@@ -42,6 +42,17 @@ def test_bad_eval_inputs_are_refused_listing_what_exists(small_model, tmp_path):
     assert "unknown benchmark 'aime2024x'" in _refused(small_model, "eval.optional_benchmarks=[aime2024x]")
     assert "eval.models" in _refused(small_model, "eval.models=[base,stage3]")
     assert "in that order" in _refused(small_model, "stages=[eval,rl]")
+    # sampling: the option is named (the readiness samples are drawn at the RL rollout's temperature)
+    for override, message in (("eval.k=0", "eval.k must be an int >= 1, got 0"),
+                              ("eval.readiness_k=0", "eval.readiness_k must be an int >= 1, got 0"),
+                              ("eval.temperature=-1", "eval.temperature must be >= 0, got -1"),
+                              ("eval.readiness_temperature=-0.5", "eval.readiness_temperature must be >= 0"),
+                              ("actor_rollout_ref.rollout.temperature=-1",
+                               "actor_rollout_ref.rollout.temperature must be >= 0"),
+                              ("eval.metric=pass@32", "eval.metric (eval.k): pass@32 needs at least 32 samples per "
+                                                      "problem, but k is 16")):
+        assert message in _refused(small_model, "eval.benchmarks=[gsm8k]", override), override
+    assert "k is 1" in _refused(small_model, "eval.benchmarks=[gsm8k]", "eval.greedy=true", "eval.metric=pass@2")
     # fine: a missing optional file (skipped when the stage runs), a recipe without the eval stage
     check_inputs(_config(small_model, f"eval.optional_benchmarks=['mine={missing}']", "eval.benchmarks=[gsm8k]"))
     check_inputs(_config(small_model, "eval.benchmarks=[]", recipe="cadft"))
@@ -66,7 +77,8 @@ def test_eval_stage_reports_base_warm_start_and_rl_and_resumes(tmp_path, small_m
     missing = tmp_path / "absent.jsonl"
     config = _config(small_model, f"eval.benchmarks=['two={two_problems}']",
                      f"eval.optional_benchmarks=['gone={missing}']", "eval.k=2", "eval.max_new_tokens=4",
-                     "eval.template=chat", "eval.score_workers=0", "eval.batch_size=2")
+                     "eval.template=chat", "eval.score_workers=0", "eval.batch_size=2", "eval.readiness_k=3",
+                     "actor_rollout_ref.rollout.temperature=0.7")
     # the training stages' metric history, as the launch passes it (summary.json's results): read into the report
     history = tmp_path / "stage1.jsonl"
     history.write_text("".join(json.dumps({"step": s, "data": {"stage1/train/loss": 1.0 / s}}) + "\n" for s in (1, 2)))
@@ -101,6 +113,18 @@ def test_eval_stage_reports_base_warm_start_and_rl_and_resumes(tmp_path, small_m
         assert row in md
     assert report["training"]["stage1"]["steps"] == [1, 2]
     assert os.path.getsize(paths["png"]) > 1000
+    # RL readiness: 3 samples per problem at the rollout's temperature, beside the report's score, for every model
+    assert "## RL readiness (3 samples per problem at temperature 0.7, the RL rollout's)" in md
+    assert "| avg@2 | avg@3 | pass@3 | headroom (pass@3 − avg@3) | entropy (nats/token) |" in md
+    for label, rec in result["models"].items():
+        ready = report["models"][label]["readiness"]
+        assert rec["readiness_metrics"] == str(run / "eval" / f"{label}_readiness" / "metrics.json")
+        assert ready["k"] == 3 and ready["temperature"] == 0.7
+        r = ready["benchmarks"]["two"]
+        assert 0.0 <= r["avg"]["mean"] <= r["pass"]["mean"] <= 1.0
+        assert r["headroom"]["mean"] == pytest.approx(r["pass"]["mean"] - r["avg"]["mean"])
+        assert r["entropy"]["mean"] > 0.0 and r["entropy"]["se"] >= 0.0  # a random model is far from peaked
+        assert f"| {report['models'][label]['display']} | two |" in md
 
     # a rerun evaluates nothing again; new weights in stage 1's export: only stage 1 again
     stamps = {label: os.stat(rec["metrics"]).st_mtime_ns for label, rec in result["models"].items()}
@@ -115,6 +139,11 @@ def test_eval_stage_reports_base_warm_start_and_rl_and_resumes(tmp_path, small_m
                                     "eval.greedy=true", "eval.max_new_tokens=4", "eval.template=chat",
                                     "eval.score_workers=0", "eval.models=[base,stage2]"), RunDir(run), {})
     assert set(fourth["models"]) == {"base", "stage2"} and not any(r["skipped"] for r in fourth["models"].values())
+    # the report's own samples are the readiness samples (k, temperature, top_p alike): no second run
+    fifth = run_eval_stage(_config(small_model, f"eval.benchmarks=['two={two_problems}']", "eval.k=3",
+                                   "eval.readiness_k=3", "eval.max_new_tokens=4", "eval.template=chat",
+                                   "eval.score_workers=0", "eval.models=[base]"), RunDir(run), {})
+    assert fifth["models"]["base"]["readiness_metrics"] == fifth["models"]["base"]["metrics"]
 
 
 def test_the_fresh_process_path_of_the_vllm_backend_runs_one_models_eval(tmp_path, small_model, two_problems):

@@ -114,3 +114,94 @@ def test_vllm_path_with_stand_in_module(monkeypatch, tiny):
     assert all("prompt_token_ids" in p for p in calls["prompts"])
     g.generate(["p"], SamplingSettings(greedy=True, max_new_tokens=8))
     assert calls["sampling"]["temperature"] == 0.0 and calls["sampling"]["n"] == 1
+
+
+def test_entropy_meter_is_the_policys_entropy_at_the_temperature_until_the_stop_token():
+    import math
+
+    import torch
+
+    from cadft_verl.eval.generation import EntropyMeter
+
+    meter = EntropyMeter(temperature=2.0, stop_ids=[7])
+    uniform = torch.zeros(2, 8)
+    peaked = torch.tensor([[0.0] * 7 + [-math.inf], [10.0] + [0.0] * 7])
+    assert meter(torch.tensor([[1], [1]]), uniform) is uniform  # it changes nothing
+    meter(torch.tensor([[1, 7], [1, 3]]), peaked)  # row 0 chose the stop token: its later steps are padding
+    meter(torch.tensor([[1, 7, 0], [1, 3, 4]]), uniform)
+    rows = meter.stats()
+    assert rows[0]["tokens"] == 1 and rows[0]["entropy"] == pytest.approx(math.log(8))
+    z = torch.tensor([10.0] + [0.0] * 7) / 2.0  # the temperature scales the logits
+    p = torch.softmax(z, 0)
+    h = float(-(p * p.log()).sum())
+    assert rows[1]["tokens"] == 3 and rows[1]["entropy"] == pytest.approx((2 * math.log(8) + h) / 3)
+
+
+def test_hf_generation_measures_the_entropy_of_what_it_samples(tiny):
+    """generate_with_stats's entropy is the one of softmax(logits / T) over the whole vocabulary at each sampled
+    token (transformers' raw logits of the same generation), and its tokens are those up to the stop token."""
+    import torch
+    from transformers import GenerationConfig
+
+    g = HFGenerator(tiny, batch_size=4)
+    s = SamplingSettings(k=3, temperature=0.7, top_p=0.9, max_new_tokens=8, seed=2)
+    texts, stats = g.generate_with_stats(["1 +", "a longer prompt"], s)
+    assert [len(t) for t in texts] == [3, 3] and [len(x) for x in stats] == [3, 3]
+    assert g.generate(["1 +", "a longer prompt"], s) == texts
+    # the same generation again, with transformers' raw logits
+    from transformers import set_seed
+
+    set_seed(2)
+    enc = g.tokenizer(["a longer prompt", "1 +"], return_tensors="pt", padding=True, add_special_tokens=False)
+    cfg = GenerationConfig(do_sample=True, temperature=0.7, top_p=0.9, top_k=0, repetition_penalty=1.0,
+                           max_new_tokens=8, num_return_sequences=3, eos_token_id=g.stop_ids,
+                           pad_token_id=g.tokenizer.pad_token_id, output_logits=True, return_dict_in_generate=True)
+    with torch.no_grad():
+        out = g.model.generate(**enc, generation_config=cfg)
+    new = out.sequences[:, enc["input_ids"].shape[1]:]
+    expected = []
+    for row in range(new.shape[0]):
+        total, n = 0.0, 0
+        for t, logits in enumerate(out.logits):
+            logp = torch.log_softmax(logits[row].float() / 0.7, -1)
+            total += float(-(logp.exp() * logp).sum())
+            n += 1
+            if int(new[row, t]) in g.stop_ids:
+                break
+        expected.append((total / n, n))
+    got = [x for x in stats[1] + stats[0]]  # generation order: longest prompt first
+    assert [x["tokens"] for x in got] == [n for _, n in expected]
+    assert [x["entropy"] for x in got] == pytest.approx([h for h, _ in expected], rel=1e-4)
+    # greedy: no sampling policy, no entropy
+    _, greedy = g.generate_with_stats(["1 +"], SamplingSettings(greedy=True, max_new_tokens=4))
+    assert greedy[0][0]["entropy"] is None and 1 <= greedy[0][0]["tokens"] <= 4
+
+
+def test_vllm_entropy_is_estimated_from_the_sampled_tokens_processed_logprobs(monkeypatch, tiny):
+    calls = {}
+    ns = types.SimpleNamespace
+
+    class SamplingParams:
+        def __init__(self, **kw):
+            calls["sampling"] = kw
+            self.n = kw["n"]
+
+    class LLM:
+        def __init__(self, **kw):
+            calls["llm"] = kw
+
+        def generate(self, prompts, params, use_tqdm=True):
+            one = ns(text="a", token_ids=[5, 9], logprobs=[{5: ns(logprob=-0.5), 1: ns(logprob=-2.0)},
+                                                              {9: ns(logprob=-1.5)}])
+            return [ns(outputs=[one] * params.n) for _ in prompts]
+
+    fake = types.ModuleType("vllm")
+    fake.LLM, fake.SamplingParams = LLM, SamplingParams
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    g = make_generator("vllm", tiny)
+    assert calls["llm"]["logprobs_mode"] == "processed_logprobs"  # after the temperature: the sampling policy's
+    texts, stats = g.generate_with_stats(["p"], SamplingSettings(k=2, temperature=0.8))
+    assert calls["sampling"]["logprobs"] == 0  # the sampled token's own log-probability
+    assert texts == [["a", "a"]] and stats == [[{"entropy": 1.0, "tokens": 2}] * 2]  # (0.5 + 1.5) / 2
+    g.generate_with_stats(["p"], SamplingSettings(greedy=True))
+    assert calls["sampling"]["logprobs"] is None

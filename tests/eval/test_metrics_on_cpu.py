@@ -110,3 +110,42 @@ def test_average_and_resolve():
 def test_greedy_metric():
     m = benchmark_metrics([[_s(True)], [_s(False)]], greedy=True)
     assert m["k"] == 1 and m["greedy@1"]["mean"] == 0.5 and m["pass@1"]["mean"] == 0.5
+
+
+def test_headroom_is_pass_at_k_minus_avg_per_problem_with_its_standard_error():
+    per = [
+        [_s(True), _s(False), _s(True), _s(True)],  # avg 3/4, pass@4 1: headroom 1/4
+        [_s(False), _s(False), _s(False), _s(False)],  # all wrong: no room
+        [_s(True), _s(False), _s(False), _s(False)],  # avg 1/4, pass@4 1: headroom 3/4
+        [_s(True), _s(True), _s(True), _s(True)],  # all right: no room
+    ]
+    m = benchmark_metrics(per)
+    assert m["headroom@4"]["mean"] == pytest.approx(m["pass@4"]["mean"] - m["avg@4"]["mean"]) == pytest.approx(0.25)
+    assert m["headroom@4"]["se"] == pytest.approx(mean_se([0.25, 0.0, 0.75, 0.0])["se"])
+    assert benchmark_metrics([[_s(True)], [_s(False)]])["headroom@1"]["mean"] == 0.0  # one sample: no room
+
+
+def test_entropy_is_the_token_weighted_mean_per_problem_then_over_problems():
+    def s(entropy, tokens):
+        return {**_s(True), "entropy": entropy, "tokens": tokens}
+
+    m = benchmark_metrics([[s(1.0, 3), s(2.0, 1)], [s(0.5, 2), s(0.5, 2)]])
+    # problem 1: (3 * 1.0 + 1 * 2.0) / 4 tokens; problem 2: 0.5
+    assert m["entropy"]["mean"] == pytest.approx((1.25 + 0.5) / 2)
+    assert m["entropy"]["se"] == pytest.approx(mean_se([1.25, 0.5])["se"])
+    # a sample without one (a generator that measures none): no entropy rather than a biased one
+    assert "entropy" not in benchmark_metrics([[s(1.0, 3), _s(True)]])
+    assert "entropy" in average_metrics({"a": m, "b": m}) and "headroom@2" in average_metrics({"a": m, "b": m})
+
+
+@pytest.mark.parametrize("name, k, ok", [("pass@8", 8, True), ("pass@16", 8, False), ("maj@4", 2, False),
+                                         ("avg@k", 1, True), ("pass@k", 1, True), ("greedy@1", 1, True)])
+def test_a_pass_at_k_beyond_the_samples_is_refused_naming_the_option(name, k, ok):
+    from cadft_verl.eval.metrics import check_metric_k
+
+    if ok:
+        check_metric_k(name, k, "eval.metric")
+    else:
+        with pytest.raises(ValueError, match=rf"^eval\.metric: {name} needs at least \d+ samples per problem, but k "
+                                             rf"is {k}$"):
+            check_metric_k(name, k, "eval.metric")

@@ -112,6 +112,7 @@ def test_scripted_run_known_numbers(tmp_path, tiny_model):
         assert bm["pass@1"]["mean"] == pytest.approx(1 / 3)
         assert bm["pass@2"]["mean"] == pytest.approx(2 / 3)
         assert bm["pass@3"]["mean"] == 1.0
+        assert bm["headroom@3"]["mean"] == pytest.approx(2 / 3) and "entropy" not in bm  # measures no entropy
         assert bm["maj@3"]["mean"] == pytest.approx(0.5)  # one correct vs one wrong cluster: tie
         assert bm["no_answer_rate"] == pytest.approx(1 / 3) and bm["wrong_answer_rate"] == pytest.approx(1 / 3)
     assert m["settings"]["template"]["name"] == "chat" and m["settings"]["backend"] == "scripted"
@@ -170,6 +171,13 @@ def test_cli_bad_input_messages(tmp_path, capsys):
     assert "unknown benchmark 'math5000'" in err and "olympiadbench" in err
     assert main(["run", "--model", "m", "--out", str(tmp_path), "--benchmarks", f"x={tmp_path}/no.jsonl"]) == 2
     assert f"{tmp_path}/no.jsonl" in capsys.readouterr().err
+    # sampling settings, refused before the model is looked for (there is no model "m")
+    for args, message in ((["--k", "0"], "error: --k must be >= 1 (samples per problem), got 0"),
+                          (["--temperature", "-1"], "error: --temperature must be >= 0, got -1.0"),
+                          (["--k", "4", "--plot-metric", "pass@8"],
+                           "error: --plot-metric: pass@8 needs at least 8 samples per problem, but k is 4")):
+        assert main(["run", "--model", "m", "--out", str(tmp_path), "--benchmarks", "gsm8k", *args]) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_thin_scripts_help():
