@@ -108,7 +108,7 @@ class EvalConfig(TypedBlock):
     # the report's metric (no second generation when the report's own samples are those)
     readiness: bool = True
 
-    # samples per problem for RL readiness (the CPU profile: 8)
+    # samples per problem for RL readiness (the embedded CPU default: 8)
     readiness_k: int = 16
 
     # temperature of the readiness samples (null: the RL stage's actor_rollout_ref.rollout.temperature)
