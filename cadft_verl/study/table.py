@@ -2,8 +2,10 @@
 
 For each arm and each benchmark (and their average): the score before RL (the warm start; the base model for an
 arm without stage 1), after RL, the RL gain (after − before) and the gain over the base model, each as mean ±
-standard error over the seeds (the SE of the per-seed values, n − 1 in the variance; none with one seed). Written to
-``<out>/table.{md,json,png}``.
+standard error over the seeds (the SE of the per-seed values, n − 1 in the variance; none with one seed). Beside
+them, each arm's RL readiness (``readiness``: avg@k, pass@k, headroom and entropy of the base, warm-start and RL
+models, average over the benchmarks, from the reports' ``readiness``; absent for reports written before it).
+Written to ``<out>/table.{md,json,png}``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import math
 import os
 
+from cadft_verl.eval.readiness import COLUMNS as READINESS_COLUMNS
 from cadft_verl.launch.run_dir import RunDir
 from cadft_verl.study.plan import StudyPlan
 from cadft_verl.utils.files import write_text
@@ -50,6 +53,25 @@ def run_scores(report: dict) -> dict:
     return out
 
 
+#: the models of a run whose RL readiness the table shows: the base, the warm start (before RL), the RL model
+READINESS_MODELS = {"base": "base", "before": "stage1", "after": "stage2"}
+
+
+def run_readiness(report: dict) -> dict | None:
+    """One run's readiness by model: ``{base, before, after: {avg, pass, headroom, entropy: value}}`` (the average
+    over the benchmarks), and ``k``; None for a report without it."""
+    models = report["models"]
+    out, k = {}, None
+    for stage, label in READINESS_MODELS.items():
+        ready = (models.get(label) or {}).get("readiness")
+        if stage == "before" and ready is None and "stage1" not in models:
+            ready = (models.get("base") or {}).get("readiness")  # an arm without stage 1 starts RL from the base
+        if ready:
+            k = ready["k"]
+            out[stage] = {col: (stat or {}).get("mean") for col, stat in ready["average"].items()}
+    return {"k": k, **out} if out else None
+
+
 def _diff(a, b):
     return None if a is None or b is None else a - b
 
@@ -75,7 +97,7 @@ def collect(plan: StudyPlan) -> dict:
         display.update(report.get("display") or {})
         metric = metric or report.get("metric")
         per_run.append({"arm": run.arm, "seed": run.seed, "run_dir": run.run_dir, "report": path,
-                        "scores": run_scores(report),
+                        "scores": run_scores(report), "readiness": run_readiness(report),
                         "stage1_downweighted": _history_last(summary, "stage1", "down-weighted"),
                         "stage2_reward": _history_last(summary, "stage2", "reward"),
                         "wall_s": round(sum((summary.get("wall_s") or {}).values()), 1)})
@@ -90,6 +112,11 @@ def collect(plan: StudyPlan) -> dict:
                                       if r["scores"][stage] and r["scores"][stage].get(c) is not None])
                           for c in columns}
         arms[arm.name] = {"about": arm.about, "recipe": arm.recipe, "seeds": [r["seed"] for r in runs], **agg}
+        ready = [r["readiness"] for r in runs if r.get("readiness")]
+        if ready:
+            arms[arm.name]["readiness"] = {"k": ready[0]["k"], **{stage: {col: mean_se(
+                [r[stage][col] for r in ready if stage in r and r[stage].get(col) is not None])
+                for col in READINESS_COLUMNS} for stage in READINESS_MODELS}}
     paired = paired_differences(per_run, [a.name for a in plan.arms if a.name in arms], columns or [])
     display = {c: display.get(c, c) for c in columns or []}
     display["average"] = "Average"
@@ -141,6 +168,7 @@ def markdown(data: dict, title: str) -> str:
         lines.append(f"| {name} | {len(arm['seeds'])} | {_cell(arm['base']['average'])} | "
                      f"{_cell(arm['before']['average'])} | **{_cell(arm['after']['average'])}** | "
                      f"{_cell(arm['rl_gain']['average'], True)} | {_cell(arm['over_base']['average'], True)} |")
+    lines += readiness_markdown(data)
     for stage in STAGES:
         lines += ["", f"## {HEADINGS[stage]}, per benchmark", "",
                   "| recipe | " + " | ".join(disp[c] for c in cols) + " |", "|---|" + "---:|" * len(cols)]
@@ -173,6 +201,32 @@ def markdown(data: dict, title: str) -> str:
         lines += ["", "Not finished (no cold-start report yet): "
                   + ", ".join(f"`{os.path.relpath(m, data['out'])}`" for m in data["missing"])]
     return "\n".join(lines) + "\n"
+
+
+def readiness_markdown(data: dict) -> list[str]:
+    """The arms' RL readiness (docs/eval.md): per arm and model, the score and avg@k, pass@k, headroom (points) and
+    entropy (nats per token), average over the benchmarks, mean ± SE over seeds; nothing for a study without it."""
+    arms = {name: arm for name, arm in data["arms"].items() if arm.get("readiness")}
+    if not arms:
+        return []
+    k = next(iter(arms.values()))["readiness"]["k"]
+    lines = ["", f"## RL readiness (average over the benchmarks; {k} samples per problem at the rollout temperature)",
+             "", f"The score ({data['metric']}) beside what RL can work with: avg@{k} and pass@{k} of sampled answers "
+             f"(%), headroom = pass@{k} − avg@{k} (points), and the policy's entropy on its samples (nats per "
+             "token). Mean ± SE over seeds.", "",
+             f"| recipe | model | score | avg@{k} | pass@{k} | headroom | entropy |", "|---|---|---:|---:|---:|---:|---:|"]
+    names = {"base": "base", "before": "warm start (before RL)", "after": "after RL"}
+    for name, arm in arms.items():
+        for stage, shown in names.items():
+            ready = arm["readiness"].get(stage) or {}
+            if not any(stat.get("n") for stat in ready.values()):
+                continue
+            ent = ready.get("entropy") or {}
+            ent_cell = "–" if ent.get("mean") is None else (
+                f"{ent['mean']:.3f}" + (f" ± {ent['se']:.3f}" if ent.get("se") is not None else ""))
+            lines.append(f"| {name} | {shown} | {_cell(arm[stage]['average'])} | {_cell(ready.get('avg'))} | "
+                         f"{_cell(ready.get('pass'))} | {_cell(ready.get('headroom'))} | {ent_cell} |")
+    return lines
 
 
 def _pct(scores: dict | None) -> str:

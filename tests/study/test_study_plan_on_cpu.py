@@ -146,6 +146,38 @@ def test_the_table_is_mean_and_standard_error_over_seeds(tmp_path):
     assert mean_se([0.5])["se"] is None and mean_se([])["mean"] is None
 
 
+def _ready(avg, pas, entropy):
+    stat = lambda v: {"mean": v, "se": 0.01}  # noqa: E731
+    return {"k": 8, "temperature": 1.0, "average": {"avg": stat(avg), "pass": stat(pas), "headroom": stat(pas - avg),
+                                                     "entropy": stat(entropy)}}
+
+
+def test_the_table_shows_each_models_rl_readiness_over_seeds_and_reads_reports_without_it(tmp_path):
+    plan = plan_for(tmp_path, recipes=("cadft_then_grpo", "grpo"), seeds=(0, 1))
+    for run in plan.runs:
+        _fake_report(run.run_dir, 0.2, 0.3 if run.arm == "cadft_then_grpo" else None, 0.35)
+        if run.arm == "grpo":
+            continue  # a report written before the readiness columns
+        path = os.path.join(run.run_dir, "eval", "cold_start.json")
+        report = json.load(open(path))
+        for label, (avg, pas, ent) in {"base": (0.1, 0.5, 1.0), "stage1": (0.3, 0.6 + 0.1 * run.seed, 0.2),
+                                       "stage2": (0.35, 0.6, 0.1)}.items():
+            report["models"][label]["readiness"] = _ready(avg, pas, ent)
+        json.dump(report, open(path, "w"))
+    table = write_table(plan)
+    ready = table["data"]["arms"]["cadft_then_grpo"]["readiness"]
+    assert ready["k"] == 8 and "readiness" not in table["data"]["arms"]["grpo"]
+    assert ready["before"]["pass"]["mean"] == pytest.approx(0.65) and ready["before"]["pass"]["se"] == \
+        pytest.approx(0.05)  # over the seeds: 0.6 and 0.7
+    assert ready["before"]["headroom"]["mean"] == pytest.approx(0.35)
+    assert ready["base"]["entropy"]["mean"] == pytest.approx(1.0) and ready["after"]["avg"]["mean"] == 0.35
+    md = open(table["paths"]["md"]).read()
+    assert "| recipe | model | score | avg@8 | pass@8 | headroom | entropy |" in md
+    assert "| cadft_then_grpo | warm start (before RL) | 30.0 ± 0.0 | 30.0 ± 0.0 | 65.0 ± 5.0 | 35.0 ± 5.0 | " \
+        "0.200 ± 0.000 |" in md
+    assert "| grpo | base |" not in md
+
+
 def test_study_json_records_the_union_of_reruns(tmp_path):
     record_study(plan_for(tmp_path, recipes=("grpo",), seeds=(0,)))
     record_study(plan_for(tmp_path, recipes=("grpo", "cadft_then_grpo"), seeds=(1,)))
