@@ -193,6 +193,9 @@ def resolve_model(path: str, fallback_cache: str | None = None) -> str:
         return merge_lora(folder, fallback_cache)
     if is_hf_model(folder):
         return merge_lora(folder, fallback_cache) if is_peft_export(folder) else folder
+    lora_export = os.path.join(folder, "huggingface")
+    if is_hf_model(lora_export) and is_peft_export(lora_export):  # a LoRA step folder (shards or not)
+        return merge_lora(lora_export, fallback_cache)
     ckpt = actor_dir(folder)
     if ckpt is not None:
         export = os.path.join(ckpt, "huggingface")

@@ -99,8 +99,8 @@ def merge_lora_export(step_dir: str, options=None, base_model: str | None = None
     if unexpected or set(missing) - tied:
         raise RuntimeError(f"{hf_dir}: the LoRA export does not fit its config (missing {sorted(missing)[:3]}, "
                            f"unexpected {sorted(unexpected)[:3]})")
-    if base_model:
-        peft_model.peft_config["default"].base_model_name_or_path = str(base_model)
+    # the base the adapter belongs to (None when unknown: never the PEFT-keyed export it was read from)
+    peft_model.peft_config["default"].base_model_name_or_path = str(base_model) if base_model else None
     if target is not None:
         os.makedirs(target, exist_ok=True)
         for name in os.listdir(hf_dir):  # config, tokenizer, generation config: the base's, as verl saved them
