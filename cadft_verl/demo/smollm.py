@@ -139,14 +139,15 @@ if __name__ == "__main__":
 
 
 def launch_overrides(data_dir: str, model_dir: str, run_dir: str, stage1_steps: int = 6, rl_steps: int = 2,
-                     eval_limit: int = 16, max_length: int = 384, response_length: int = 160) -> list[str]:
+                     eval_limit: int = 16, max_length: int = 384, response_length: int = 160,
+                     profile: str = "cpu_lowmem") -> list[str]:
     """The one launch's overrides (``recipe=cadft_then_grpo profile=cpu``) for this 135M model on a GSM8K sample
     (``python -m cadft_verl.data sample``) at CPU sizes: stage 1 with one rewrite round after half its steps,
     ``rl_steps`` GRPO steps with validation at the last, and the eval stage on GSM8K's first ``eval_limit`` test
     problems. The micro-batches are small because the logits of a 49k vocabulary dominate the actors' memory
     (bench/bench_memory.py, docs/performance.md)."""
     return [
-        "profile=cpu",
+        f"profile={profile}",
         f"actor_rollout_ref.model.path={model_dir}",
         f"trainer.default_local_dir={run_dir}",
         "trainer.logger=[console,file]",
