@@ -6,6 +6,10 @@ final checkpoint is always saved, with an HF export (``hf_model`` in
 ``actor_rollout_ref.actor.checkpoint.save_contents``, set in ``recipes/main.yaml``). It resumes through verl's own
 ``trainer.resume_mode``; the metric history keeps the steps up to the checkpoint verl resumes from. A finished stage
 2 (``COMPLETE.json``) with the same start model and length is not redone.
+
+Each step's metrics also hold the share of prompt groups whose rewards are not all equal
+(``cadft_verl.integration.group_signal``, verl's v1 trainer) beside verl's ``actor/entropy``; both are on the
+console's progress line, and one warning names the levers when the share stays under 10% for 3 steps in a row.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import os
 from omegaconf import OmegaConf, open_dict
 
 from cadft_verl.integration import metrics_history
-from cadft_verl.launch.progress import STAGE2_KEYS, HistoryWatcher
+from cadft_verl.integration.group_signal import task_runner
+from cadft_verl.launch.progress import STAGE2_KEYS, HistoryWatcher, SignalAlarm
 from cadft_verl.launch.run_dir import RunDir, StageDir, step_of
 from cadft_verl.launch.stage import Launch, TrainingStage, experiment, with_file_logger
 
@@ -138,9 +143,11 @@ class RLStage(TrainingStage):
         label, total = f"stage 2 ({cfg.algorithm.adv_estimator})", stage2_total_steps(cfg)
         print(f"[cadft-verl] {label}: {total or '?'} steps of verl's trainer from {cfg.actor_rollout_ref.model.path} "
               f"(checkpoints in {cfg.trainer.default_local_dir}, metrics in {history})", flush=True)
-        with HistoryWatcher(history, label, total, STAGE2_KEYS, after=resume):
+        # groups of one response (rollout.n = 1) are never mixed: the share says nothing then, and warns of nothing
+        alarm = SignalAlarm() if int(cfg.actor_rollout_ref.rollout.get("n", 1) or 1) > 1 else None
+        with HistoryWatcher(history, label, total, STAGE2_KEYS, after=resume, alarm=alarm):
             if cfg.trainer.get("use_v1", True):
-                run_ppo(cfg, task_runner_class=TaskRunnerV1)
+                run_ppo(cfg, task_runner_class=task_runner(TaskRunnerV1))
             else:
                 from verl.trainer.main_ppo_v0 import TaskRunner
 
