@@ -90,8 +90,10 @@ def launch_overrides(data_dir: str, model_dir: str, run_dir: str, stage1_steps: 
         "eval.greedy=true",
         "eval.max_new_tokens=96",
         "eval.batch_size=50",
-        # RL readiness beside the greedy score: 8 sampled answers per problem at the rollout's temperature
+        # RL readiness beside the greedy score: 8 sampled answers per problem at the rollout's temperature, on the
+        # task RL trains on (GSM8K is far beyond the tiny model: 8 samples of it would cost minutes for nothing)
         "eval.readiness_k=8",
+        "eval.readiness_benchmarks=[arith]",
     ]
     if stage1_steps:
         overrides.append(f"cadft.trainer.total_training_steps={stage1_steps}")

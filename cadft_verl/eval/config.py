@@ -114,10 +114,15 @@ class EvalConfig(TypedBlock):
     # temperature of the readiness samples (null: the RL stage's actor_rollout_ref.rollout.temperature)
     readiness_temperature: float | None = None
 
+    # benchmarks of the readiness samples, by name, among those evaluated (null: all of them)
+    readiness_benchmarks: list[str] | None = None
+
     def __post_init__(self):
         self.benchmarks = _names(self.benchmarks)
         self.optional_benchmarks = _names(self.optional_benchmarks)
         self.models = _names(self.models)
+        if self.readiness_benchmarks is not None:
+            self.readiness_benchmarks = _names(self.readiness_benchmarks)
         self.validate()
 
     def validate(self) -> None:

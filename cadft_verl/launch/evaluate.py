@@ -45,13 +45,27 @@ def _rollout(config) -> dict:
     return (config.get("actor_rollout_ref") or {}).get("rollout") or {}
 
 
-def readiness_block(ev: dict, config) -> dict | None:
+def _name(arg: str) -> str:
+    from cadft_verl.eval.benchmarks import parse_benchmark_arg
+
+    return parse_benchmark_arg(arg)[0]
+
+
+def readiness_benchmarks(ev: dict, benchmarks: list[str]) -> list[str]:
+    """The evaluated benchmarks (args) that get readiness samples (``eval.readiness_benchmarks``; null: all)."""
+    wanted = ev.get("readiness_benchmarks")
+    return list(benchmarks) if wanted is None else [b for b in benchmarks if _name(b) in wanted]
+
+
+def readiness_block(ev: dict, config, benchmarks: list[str]) -> dict | None:
     """The eval block of the readiness run (``eval.readiness_k`` samples at the rollout's temperature and top_p);
-    None when readiness is off or the report's own run samples exactly that (its samples are used)."""
+    None when readiness is off or the report's own run samples exactly that on the same benchmarks (its samples
+    are used)."""
     sampling = EvalConfig.from_mapping(ev).readiness_sampling(_rollout(config))
     if sampling is None:
         return None
-    if not ev.get("greedy") and all(ev.get(k) == v for k, v in sampling.items() if k != "greedy"):
+    same = all(ev.get(k) == v for k, v in sampling.items() if k != "greedy")
+    if not ev.get("greedy") and same and readiness_benchmarks(ev, benchmarks) == list(benchmarks):
         return None
     return {**ev, **sampling}
 
@@ -103,6 +117,10 @@ def check_eval_inputs(config) -> None:
     optional = _args(ev.get("optional_benchmarks"))
     if not required and not optional:
         raise ValueError(f"eval.benchmarks: the eval stage has no benchmark. Available: {available()}")
+    names = [_name(a) for a in required + optional]
+    unknown = [b for b in ev.get("readiness_benchmarks") or [] if b not in names]
+    if unknown:
+        raise ValueError(f"eval.readiness_benchmarks: {unknown} not among the evaluated benchmarks {names}")
     bdir, hub = ev.get("benchmarks_dir"), bool(ev.get("hub"))
     if bdir and not os.path.isdir(os.path.expanduser(bdir)):
         raise ValueError(f"eval.benchmarks_dir: no folder at {bdir!r}")
@@ -245,16 +263,17 @@ def run_eval_stage(config, run: RunDir, results: dict) -> dict:
         if label not in found:
             print(f"[cadft-verl] eval: this run has no {label} model, not evaluated", flush=True)
     trust = bool(config.actor_rollout_ref.model.get("trust_remote_code", False))
-    ready = readiness_block(ev, config)
+    ready = readiness_block(ev, config, benchmarks)
+    ready_on = readiness_benchmarks(ev, benchmarks)
     records = {}
     for label in [m for m in MODELS if m in wanted and m in found]:
         records[label] = evaluate_model(found[label], ev, benchmarks, run, trust)
-        if ready is not None:
+        if ready is not None and ready_on:
             print(f"[cadft-verl] eval: {label}: RL readiness, {ready['k']} samples per problem at temperature "
                   f"{ready['temperature']} (the rollout's)", flush=True)
-            extra = evaluate_model(found[label], ready, benchmarks, run, trust, folder=f"{label}_readiness")
+            extra = evaluate_model(found[label], ready, ready_on, run, trust, folder=f"{label}_readiness")
             records[label]["readiness_metrics"] = extra["metrics"]
-        elif ev.get("readiness", True):
+        elif ev.get("readiness", True) and ready_on:
             records[label]["readiness_metrics"] = records[label]["metrics"]
     if not records:
         raise ValueError(f"eval: none of eval.models {wanted} is in this run")

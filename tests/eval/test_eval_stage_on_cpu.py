@@ -53,6 +53,8 @@ def test_bad_eval_inputs_are_refused_listing_what_exists(small_model, tmp_path):
                                                       "problem, but k is 16")):
         assert message in _refused(small_model, "eval.benchmarks=[gsm8k]", override), override
     assert "k is 1" in _refused(small_model, "eval.benchmarks=[gsm8k]", "eval.greedy=true", "eval.metric=pass@2")
+    assert "eval.readiness_benchmarks: ['math500'] not among the evaluated benchmarks ['gsm8k']" in _refused(
+        small_model, "eval.benchmarks=[gsm8k]", "eval.readiness_benchmarks=[math500]")
     # fine: a missing optional file (skipped when the stage runs), a recipe without the eval stage
     check_inputs(_config(small_model, f"eval.optional_benchmarks=['mine={missing}']", "eval.benchmarks=[gsm8k]"))
     check_inputs(_config(small_model, "eval.benchmarks=[]", recipe="cadft"))
@@ -78,7 +80,7 @@ def test_eval_stage_reports_base_warm_start_and_rl_and_resumes(tmp_path, small_m
     config = _config(small_model, f"eval.benchmarks=['two={two_problems}']",
                      f"eval.optional_benchmarks=['gone={missing}']", "eval.k=2", "eval.max_new_tokens=4",
                      "eval.template=chat", "eval.score_workers=0", "eval.batch_size=2", "eval.readiness_k=3",
-                     "actor_rollout_ref.rollout.temperature=0.7")
+                     "actor_rollout_ref.rollout.temperature=0.7", "eval.readiness_benchmarks=[two]")
     # the training stages' metric history, as the launch passes it (summary.json's results): read into the report
     history = tmp_path / "stage1.jsonl"
     history.write_text("".join(json.dumps({"step": s, "data": {"stage1/train/loss": 1.0 / s}}) + "\n" for s in (1, 2)))
