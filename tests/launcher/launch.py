@@ -25,6 +25,8 @@ def stage1_args(inputs, run_dir, steps=3, extra=()):
         "cadft.rewrite.enabled=false",
         # recipes with an eval stage: the generated benchmark (no benchmark folder needed), a few problems
         "eval.benchmarks=[arith]", "eval.limit=8", "eval.k=1", "eval.greedy=true", "eval.max_new_tokens=32",
+        # RL readiness (tests/eval/test_eval_stage_on_cpu.py): 2 samples per problem keep its cost small
+        "eval.readiness_k=2",
         *extra,
     ]
 
