@@ -31,7 +31,8 @@ def _args(inputs, run):
             f"cadft.rewrite.start={SAVE}", "cadft.rewrite.every=100",
             # eval: the held-out problems of rl/val.parquet (the benchmark's first 48), so that stage 2's validation
             # before its first step and the eval stage score the stage-1 model on the same problems
-            "eval.limit=48", "eval.optional_benchmarks=[]"]
+            "eval.limit=48", "eval.optional_benchmarks=[]",
+            "eval.readiness_k=2"]  # RL readiness at a small cost (tested in tests/eval)
 
 
 @pytest.mark.vllm
