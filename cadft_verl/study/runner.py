@@ -35,7 +35,8 @@ def run_finished(run: Run) -> bool:
 
 
 def share_base_eval(run: Run, finished: list[Run]) -> str | None:
-    """Copy a finished run's base-model evaluation into ``run`` (before its launch); the source folder or None."""
+    """Copy a finished run's base-model evaluation (and its RL-readiness samples, ``base_readiness``) into ``run``
+    (before its launch); the source folder or None."""
     target = RunDir(run.run_dir).eval_model_dir("base")
     if os.path.exists(target):
         return None
@@ -44,6 +45,10 @@ def share_base_eval(run: Run, finished: list[Run]) -> str | None:
         source = RunDir(other.run_dir).eval_model_dir("base")
         if _model(other) == model and os.path.isfile(os.path.join(source, "eval_key.json")):
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("merged_model"))
+            ready = RunDir(other.run_dir).eval_model_dir("base_readiness")
+            if os.path.isfile(os.path.join(ready, "eval_key.json")):
+                shutil.copytree(ready, RunDir(run.run_dir).eval_model_dir("base_readiness"), dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("merged_model"))
             return source
     return None
 

@@ -33,7 +33,8 @@ RUN = "cadft_no_rewrite"
 
 def study_args(out):
     return ["--out", str(out), "--recipes", RUN, "--seeds", "0", "1", "--stage1-steps", str(STAGE1_STEPS),
-            "--rl-steps", str(RL_STEPS), "trainer.save_freq=1", "eval.limit=40", "eval.optional_benchmarks=[]"]
+            "--rl-steps", str(RL_STEPS), "trainer.save_freq=1", "eval.limit=40", "eval.optional_benchmarks=[]",
+            "eval.readiness_k=2"]  # RL readiness in the table, at a small cost
 
 
 def _lines(path):
@@ -129,7 +130,7 @@ def test_killed_in_stage2_the_rerun_resumes_it_and_keeps_every_steps_metrics_onc
     # the third launch found stage 1 complete: not trained again
     assert "stage 1 (cadft) [" not in last and "[cadft-verl] stage 1 done" in last
     assert last.splitlines()[-1] == f"[cadft-verl] full log: {first / 'launch.log'}"
-    assert len(last.splitlines()) <= 80  # a few screens, the report table included
+    assert len(last.splitlines()) <= 100  # a few screens, the report and its RL-readiness table included (93)
     # every training step's metrics exactly once, across the kill (verl validates again at the step it resumes
     # from: that row is merged into the step's row)
     rows = read_rows(str(study["s2_history"]))
@@ -167,6 +168,13 @@ def test_the_study_writes_the_table_over_seeds_and_a_rerun_redoes_nothing(study)
     assert losses[0] != losses[1]
     md = (out / "table.md").read_text()
     assert "| cadft_no_rewrite | 2 |" in md and "RL gain" in md and (out / "table.png").stat().st_size > 5000
+    # RL readiness of each model, over the seeds (2 samples per problem here)
+    ready = arm["readiness"]
+    assert ready["k"] == 2 and "| recipe | model | score | avg@2 | pass@2 | headroom | entropy |" in md
+    for stage in ("base", "before", "after"):
+        r = ready[stage]
+        assert r["avg"]["n"] == 2 and 0 <= r["avg"]["mean"] <= r["pass"]["mean"] <= 1 and r["entropy"]["mean"] > 0
+    assert (out / "runs" / "cadft_no_rewrite" / "seed1" / "eval" / "base_readiness" / "eval_key.json").exists()
     # the console: one line per run and the table, the launch's own output in each run's console.log
     lines = proc.stdout.splitlines()
     assert "[study] 1/2 cadft_no_rewrite seed 0: running" in proc.stdout
