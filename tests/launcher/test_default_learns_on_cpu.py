@@ -85,11 +85,13 @@ def test_stage2_starts_from_the_stage1_model_and_grpo_learns_from_nonzero_reward
     first_val = _score(before[0], "val-core/")
     assert abs(first_val - per_model["stage1"]) <= 0.03, (first_val, per_model)  # vLLM vs transformers: 1 problem
     assert abs(first_val - per_model["base"]) >= 0.1, (first_val, per_model)  # measured 0.40 against 0.21
-    # GRPO had something to learn from: rewards in (0, 1) and non-zero gradients at every step
+    # GRPO had something to learn from: rewards in (0, 1) and non-zero gradients. The chain-checked reward pays
+    # about 0.13 of 32 rollouts a step, so a step without any reward (about 1 in 90) is allowed
     steps = [r["data"] for r in default_run["stage2_metrics"] if "actor/pg_loss" in r["data"]]
     assert len(steps) == RL_STEPS
-    assert all(0 < s["critic/score/mean"] < 1 for s in steps), [s["critic/score/mean"] for s in steps]
-    assert all(s["actor/grad_norm"] > 0 for s in steps)
+    rewards = [s["critic/score/mean"] for s in steps]
+    assert all(0 <= r < 1 for r in rewards) and sum(r > 0 for r in rewards) >= RL_STEPS - 1, rewards
+    assert sum(s["actor/grad_norm"] > 0 for s in steps) >= RL_STEPS - 1
 
 
 def test_the_warm_start_beats_the_base_on_the_held_out_task(default_run):
