@@ -194,4 +194,6 @@ def launch_overrides(data_dir: str, model_dir: str, run_dir: str, stage1_steps: 
         "eval.greedy=true",
         f"eval.max_new_tokens={response_length}",
         f"eval.batch_size={eval_limit}",
+        # no RL-readiness samples (16 answers per problem through transformers' generate: the eval's slowest part)
+        "eval.readiness=false",
     ]
