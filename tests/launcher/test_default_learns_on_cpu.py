@@ -183,6 +183,27 @@ SIGNAL_PROMPTS, SIGNAL_N, SIGNAL_STEPS, SIGNAL_LR = 16, 8, 6, 5e-4
 MIN_CHANGE = -0.1
 
 
+def test_the_report_has_greedy_and_rl_readiness_and_stage2_logs_its_signal(default_run):
+    report = json.loads((default_run["run"] / "eval" / "cold_start.json").read_text())
+    md = (default_run["run"] / "eval" / "cold_start.md").read_text()
+    assert "| model | benchmark | greedy | avg@8 | pass@8 | headroom (pass@8 − avg@8) | entropy (nats/token) |" in md
+    for label in ("base", "stage1", "stage2"):
+        m = report["models"][label]
+        assert 0.0 <= m["values"]["arith"] <= 1.0  # the greedy score
+        ready = m["readiness"]
+        assert ready["k"] == 8 and list(ready["benchmarks"]) == ["arith"]
+        r = ready["benchmarks"]["arith"]
+        assert 0.0 <= r["avg"]["mean"] <= r["pass"]["mean"] <= 1.0 and r["headroom"]["mean"] >= 0.0
+        assert r["entropy"]["mean"] > 0.0 and all(r[c]["se"] >= 0.0 for c in ("avg", "pass", "headroom", "entropy"))
+    # sampled at temperature 1, the warm start solves more problems in 8 tries than in one (room for RL)
+    warm = report["models"]["stage1"]["readiness"]["benchmarks"]["arith"]
+    assert warm["pass"]["mean"] > warm["avg"]["mean"] + 0.1
+    steps = [r["data"] for r in default_run["stage2_metrics"] if "actor/pg_loss" in r["data"]]
+    assert len(steps) == RL_STEPS
+    assert all(0.0 <= s["cadft/group_signal_share"] <= 1.0 and s["cadft/groups"] > 0 for s in steps)
+    assert all(s["actor/entropy"] > 0.0 for s in steps)
+
+
 def reward_change(rows):
     rewards = [r["data"]["critic/score/mean"] for r in rows if "critic/score/mean" in r["data"]]
     assert len(rewards) == SIGNAL_STEPS, rewards

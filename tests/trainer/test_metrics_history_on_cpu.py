@@ -2,7 +2,6 @@
 history merge, the launch console, the summary's and report's reading of the history, stage 1's checkpoint default."""
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
