@@ -29,24 +29,11 @@ import pandas as pd
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one intra-op thread per run: less distortion from other load
 
 from cadft_verl.demo.tiny_model import build_tiny_model  # noqa: E402
+from common import benchmark_rows, spread  # noqa: E402  (bench/common.py, beside this script)
 from cadft_verl.trainer.launch import run_sft  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = {"vocab_size": 1024, "hidden_size": 512, "num_layers": 8, "num_heads": 8, "intermediate_size": 2048}
-
-
-def spread(values):
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
-
-
-def rows(n):
-    from cadft_verl.utils.paths import find_benchmarks_dir
-
-    bdir = find_benchmarks_dir()
-    if bdir is None:
-        sys.exit("benchmarks folder not found (set CADFT_BENCHMARKS_DIR)")
-    with open(os.path.join(bdir, "gsm8k", "train.jsonl")) as f:
-        return [json.loads(line) for _, line in zip(range(n), f)]
 
 
 def main():
@@ -62,7 +49,7 @@ def main():
         args.steps, args.warmup, args.rounds = 3, 1, 1
 
     work = tempfile.mkdtemp(prefix="bench_lora_")
-    data_rows = rows(16 * args.steps)
+    data_rows = benchmark_rows(16 * args.steps)
     data = os.path.join(work, "train.parquet")
     pd.DataFrame({"messages": [[{"role": "user", "content": r["question"]},
                                 {"role": "assistant", "content": r["answer"]}] for r in data_rows]}).to_parquet(data)

@@ -20,13 +20,13 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
 
 import pandas as pd
 
+from common import benchmark_rows, spread  # noqa: E402  (bench/common.py, beside this script)
 from cadft_verl.trainer.launch import run_sft
 
 # one intra-op thread per run: no OpenMP spin-waiting, so other load on the machine distorts the timings less
@@ -77,20 +77,6 @@ def build_model(work, rows, vocab):
         model.resize_token_embeddings(vocab, mean_resizing=False)
         model.save_pretrained(path)
     return path, model.config.vocab_size
-
-
-def spread(values):
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
-
-
-def benchmark_rows(n):
-    from cadft_verl.utils.paths import find_benchmarks_dir
-
-    bdir = find_benchmarks_dir()
-    if bdir is None:
-        sys.exit("benchmarks folder not found (set CADFT_BENCHMARKS_DIR)")
-    with open(os.path.join(bdir, "gsm8k", "train.jsonl")) as f:
-        return [json.loads(line) for _, line in zip(range(n), f)]
 
 
 def main():

