@@ -81,7 +81,9 @@ def test_vllm_missing_is_a_clear_error(monkeypatch, tiny):
         make_generator("vllm", tiny)
 
 
-def test_vllm_path_with_stand_in_module(monkeypatch, tiny):
+def stand_in_vllm(monkeypatch, outputs):
+    """A stand-in ``vllm`` module whose LLM records its arguments in the returned dict (``llm``, ``sampling``,
+    ``prompts``) and answers each prompt with ``outputs(i, params)``, a list of completions."""
     calls = {}
 
     class SamplingParams:
@@ -95,13 +97,17 @@ def test_vllm_path_with_stand_in_module(monkeypatch, tiny):
 
         def generate(self, prompts, params, use_tqdm=True):
             calls["prompts"] = prompts
-            out = types.SimpleNamespace
-            return [out(outputs=[out(text=f"r{i}.{j} \\boxed{{{j}}}") for j in range(params.n)])
-                    for i in range(len(prompts))]
+            return [types.SimpleNamespace(outputs=outputs(i, params)) for i in range(len(prompts))]
 
     fake = types.ModuleType("vllm")
     fake.LLM, fake.SamplingParams = LLM, SamplingParams
     monkeypatch.setitem(sys.modules, "vllm", fake)
+    return calls
+
+
+def test_vllm_path_with_stand_in_module(monkeypatch, tiny):
+    ns = types.SimpleNamespace
+    calls = stand_in_vllm(monkeypatch, lambda i, params: [ns(text=f"r{i}.{j} \\boxed{{{j}}}") for j in range(params.n)])
     g = make_generator("vllm", tiny, tensor_parallel_size=2, seed=3, batch_size=99, max_model_len=None)
     assert calls["llm"]["model"] == tiny and calls["llm"]["tensor_parallel_size"] == 2 and calls["llm"]["seed"] == 3
     assert "max_model_len" not in calls["llm"]
@@ -178,26 +184,9 @@ def test_hf_generation_measures_the_entropy_of_what_it_samples(tiny):
 
 
 def test_vllm_entropy_is_estimated_from_the_sampled_tokens_processed_logprobs(monkeypatch, tiny):
-    calls = {}
     ns = types.SimpleNamespace
-
-    class SamplingParams:
-        def __init__(self, **kw):
-            calls["sampling"] = kw
-            self.n = kw["n"]
-
-    class LLM:
-        def __init__(self, **kw):
-            calls["llm"] = kw
-
-        def generate(self, prompts, params, use_tqdm=True):
-            one = ns(text="a", token_ids=[5, 9], logprobs=[{5: ns(logprob=-0.5), 1: ns(logprob=-2.0)},
-                                                              {9: ns(logprob=-1.5)}])
-            return [ns(outputs=[one] * params.n) for _ in prompts]
-
-    fake = types.ModuleType("vllm")
-    fake.LLM, fake.SamplingParams = LLM, SamplingParams
-    monkeypatch.setitem(sys.modules, "vllm", fake)
+    one = ns(text="a", token_ids=[5, 9], logprobs=[{5: ns(logprob=-0.5), 1: ns(logprob=-2.0)}, {9: ns(logprob=-1.5)}])
+    calls = stand_in_vllm(monkeypatch, lambda i, params: [one] * params.n)
     g = make_generator("vllm", tiny)
     assert calls["llm"]["logprobs_mode"] == "processed_logprobs"  # after the temperature: the sampling policy's
     texts, stats = g.generate_with_stats(["p"], SamplingSettings(k=2, temperature=0.8))
