@@ -74,22 +74,24 @@ def compute_score(
     ground_truth: Any = None,
     extra_info: Mapping | None = None,
     timeout: float | None = None,
+    check_chain: bool = False,
     **kwargs: Any,
 ) -> dict:
     """verl custom reward function (``reward.custom_reward_function.path=pkg://cadft_verl.reward``,
-    ``name=compute_score``). One rule for all maths sets, except the embedded arithmetic task's rows
-    (``data_source`` ``cadft/arith`` with a ``chain`` in ``extra_info``): there ``score`` is 1.0 only when the answer
-    is right and the worked equations are the problem's chain (:mod:`cadft_verl.reward.chain`), while ``acc`` stays
-    the outcome (what evaluation and verl's ``val-core`` report).
+    ``name=compute_score``). One rule for all maths sets. With ``check_chain`` (``reward_kwargs.check_chain`` in the
+    recipe's ``reward.custom_reward_function``; off by default), the embedded arithmetic task's rows (``data_source``
+    ``cadft/arith`` with a ``chain`` in ``extra_info``) score 1.0 only when the answer is right and the worked
+    equations are the problem's chain (:mod:`cadft_verl.reward.chain`), while ``acc`` stays the outcome (what
+    evaluation and verl's ``val-core`` report).
 
     Returns a dict (verl 0.9.1's reward managers take ``result["score"]`` as the reward and log the other keys):
     ``score`` (1.0/0.0), ``acc`` (same, float), ``has_answer`` (1.0 when a boxed/#### answer was found),
     ``timed_out`` (1.0 when the comparison hit the deadline), ``pred`` (extracted answer, truncated, "" if none).
     Extra keyword arguments from verl (``reward_router_address`` ...) or ``reward_kwargs`` are ignored, except
-    ``timeout`` (seconds).
+    ``timeout`` (seconds) and ``check_chain``.
     """
     result = score(solution_str, ground_truth, timeout=timeout).to_verl()
-    chain = chain_of(extra_info) if data_source == ARITH_SOURCE else None
+    chain = chain_of(extra_info) if check_chain and data_source == ARITH_SOURCE else None
     if chain is not None and not chain_matches(solution_str or "", chain):
         result["score"] = 0.0
     return result

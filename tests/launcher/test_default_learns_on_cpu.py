@@ -90,13 +90,12 @@ def test_stage2_starts_from_the_stage1_model_and_grpo_learns_from_nonzero_reward
     first_val = _score(before[0], "val-core/")
     assert abs(first_val - per_model["stage1"]) <= 0.03, (first_val, per_model)  # vLLM vs transformers: 1 problem
     assert abs(first_val - per_model["base"]) >= 0.1, (first_val, per_model)  # measured 0.40 against 0.21
-    # GRPO had something to learn from: rewards in (0, 1) and non-zero gradients. The chain-checked reward pays
-    # about 0.13 of 32 rollouts a step, so a step without any reward (about 1 in 90) is allowed
+    # GRPO had something to learn from: rewards in (0, 1) and non-zero gradients at every step (the outcome reward,
+    # the default; with the chain-checked one, measured 0.0-0.31 a step, half the steps had no group to learn from)
     steps = [r["data"] for r in default_run["stage2_metrics"] if "actor/pg_loss" in r["data"]]
     assert len(steps) == RL_STEPS
-    rewards = [s["critic/score/mean"] for s in steps]
-    assert all(0 <= r < 1 for r in rewards) and sum(r > 0 for r in rewards) >= RL_STEPS - 1, rewards
-    assert sum(s["actor/grad_norm"] > 0 for s in steps) >= RL_STEPS - 1
+    assert all(0 < s["critic/score/mean"] < 1 for s in steps), [s["critic/score/mean"] for s in steps]
+    assert all(s["actor/grad_norm"] > 0 for s in steps)
 
 
 def test_the_warm_start_beats_the_base_on_the_held_out_task(default_run):
@@ -175,7 +174,7 @@ def test_the_report_scores_base_warm_start_and_rl_model_and_ends_the_console(def
 
 # The RL-update check: SIGNAL_STEPS GRPO steps on the same SIGNAL_PROMPTS two-step prompts (the whole set is every
 # step's batch, SIGNAL_N rollouts each) at lr SIGNAL_LR, from the main job's stage-1 export. Its measure is the change
-# of the training reward (the chain-checked reward, cadft_verl.reward.chain) from the first step (rollouts of the
+# of the training reward (the chain-checked reward, reward_kwargs.check_chain, cadft_verl.reward.chain) from the first step (rollouts of the
 # stage-1 model) to the mean of the last two.
 SIGNAL_PROMPTS, SIGNAL_N, SIGNAL_STEPS, SIGNAL_LR = 16, 8, 6, 5e-4
 #: the lowest change a working update may show (measured: +0.004 at lr 5e-4, +0.047 at lr 1e-4; the step-to-step
@@ -215,6 +214,7 @@ def _signal_run(data_dir, model, run, prompts, sabotage):
             f"data.train_files={prompts}", f"data.train_batch_size={SIGNAL_PROMPTS}",
             f"actor_rollout_ref.actor.ppo_mini_batch_size={SIGNAL_PROMPTS}", f"actor_rollout_ref.rollout.n={SIGNAL_N}",
             f"actor_rollout_ref.actor.optim.lr={SIGNAL_LR}", "actor_rollout_ref.actor.optim.lr_warmup_steps_ratio=0",
+            "reward.custom_reward_function.reward_kwargs.check_chain=true",  # what MIN_CHANGE was measured with
             "trainer.val_before_train=False", "trainer.test_freq=-1", "trainer.save_freq=-1"]
     with pytest.MonkeyPatch.context() as mp:
         if sabotage:
