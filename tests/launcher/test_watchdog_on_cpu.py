@@ -56,12 +56,13 @@ def test_a_killed_worker_stops_a_wait_on_its_peer_and_is_named(ray_local):
     alive, doomed = Rank.remote(), Rank.remote()
     pid = ray.get(doomed.pid.remote())
     ray.kill(Rank.remote())  # an intended end, before and during the stage: not a failure
-    threading.Timer(2, lambda: os.kill(pid, signal.SIGKILL)).start()
     t0 = time.time()
     with pytest.raises(StageFailed) as err:
         with Watchdog("stage 1 (cadft)", None, interval=1):
+            # killed once the watchdog watches (an actor already dead when a stage starts is a former stage's)
+            threading.Timer(2, lambda: os.kill(pid, signal.SIGKILL)).start()
             ray.get(alive.collective.remote())
-    assert time.time() - t0 < 20
+    assert time.time() - t0 < 60  # within about a minute (issue 21), not after the peer's 600 s wait
     assert f"(pid {pid}) died: WORKER_DIED" in str(err.value) and "stage 1 (cadft) stopped" in str(err.value)
     assert "resumes from its last checkpoint when the launch is rerun" in str(err.value)
 
