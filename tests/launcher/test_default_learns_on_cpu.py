@@ -90,12 +90,17 @@ def test_stage2_starts_from_the_stage1_model_and_grpo_learns_from_nonzero_reward
     first_val = _score(before[0], "val-core/")
     assert abs(first_val - per_model["stage1"]) <= 0.03, (first_val, per_model)  # vLLM vs transformers: 1 problem
     assert abs(first_val - per_model["base"]) >= 0.1, (first_val, per_model)  # measured 0.40 against 0.21
-    # GRPO had something to learn from: rewards in (0, 1) and non-zero gradients at every step (the outcome reward,
-    # the default; with the chain-checked one, measured 0.0-0.31 a step, half the steps had no group to learn from)
+    # GRPO had something to learn from: rewards in (0, 1) (the outcome reward, the default; measured 0.09-0.53 a
+    # step) and a gradient exactly where a prompt's answers were not all equally rewarded. GRPO learns from those
+    # groups only (no KL or entropy term here), so a step without one has a zero gradient: at 8 prompts x 4 that
+    # happens (a CI rehearsal had 4 right answers all in one group, signal share 0 and grad norm 0.0 at step 3)
     steps = [r["data"] for r in default_run["stage2_metrics"] if "actor/pg_loss" in r["data"]]
     assert len(steps) == RL_STEPS
-    assert all(0 < s["critic/score/mean"] < 1 for s in steps), [s["critic/score/mean"] for s in steps]
-    assert all(s["actor/grad_norm"] > 0 for s in steps)
+    rewards = [s["critic/score/mean"] for s in steps]
+    assert all(0 <= r <= 1 for r in rewards) and 0 < sum(rewards) / len(rewards) < 1, rewards
+    learned = [(s["cadft/group_signal_share"], s["actor/grad_norm"]) for s in steps]
+    assert all((share > 0) == (grad > 0) for share, grad in learned), learned
+    assert sum(share > 0 for share, _ in learned) >= RL_STEPS // 2, learned  # measured: 3 or 4 of 4 steps
 
 
 def test_the_warm_start_beats_the_base_on_the_held_out_task(default_run):

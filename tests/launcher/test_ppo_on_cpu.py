@@ -44,10 +44,14 @@ def test_cadft_then_ppo_trains_actor_and_critic_from_the_stage1_export(tmp_path,
     first_val = [v for r in metrics if r["step"] == 0 for k, v in r["data"].items() if k.startswith("val-core/")]
     assert len(first_val) == 1 and abs(first_val[0] - acc["stage1"]) <= 0.03, (first_val, acc)
     assert abs(first_val[0] - acc["base"]) >= 0.1, (first_val, acc)
-    # PPO learned from something at every step: rewards in (0, 1), non-zero actor and critic gradients, a value loss
+    # PPO learned from something at every step: non-zero actor and critic gradients (GAE's advantages come from the
+    # critic's values, so a step whose answers were all wrong still has them) and a value loss; rewards in (0, 1) over
+    # the steps (one step of 32 answers all wrong is possible at these sizes)
     steps = [r["data"] for r in metrics if "actor/pg_loss" in r["data"]]
     assert len(steps) == RL_STEPS
+    rewards = [s["critic/score/mean"] for s in steps]
+    assert all(0 <= r <= 1 for r in rewards) and 0 < sum(rewards) / len(rewards) < 1, rewards
     for s in steps:
-        assert 0 < s["critic/score/mean"] < 1 and s["actor/grad_norm"] > 0 and s["critic/grad_norm"] > 0, s
+        assert s["actor/grad_norm"] > 0 and s["critic/grad_norm"] > 0, s
         assert s["critic/vf_loss"] > 0
     assert "| stage 2: cadft+ppo |" in proc.stdout  # the report names the RL algorithm as users know it
