@@ -75,8 +75,9 @@ def last_step(history: str | None) -> int | None:
 class Watchdog:
     """``with Watchdog("stage 1 (cadft)", history_path, stall_s=...):`` around a stage that runs on Ray."""
 
-    def __init__(self, label: str, history: str | None, interval: float = 5.0, stall_s: float | None = None):
-        self.label, self.history = label, history
+    def __init__(self, label: str, history: str | None, interval: float = 5.0, stall_s: float | None = None,
+                 grace_s: float = 15.0):
+        self.label, self.history, self.grace_s = label, history, float(grace_s)
         self.interval, self.stall_s = float(interval), (float(stall_s) if stall_s else None)
         self.failure: str | None = None
         self._stop = threading.Event()
@@ -138,5 +139,21 @@ class Watchdog:
             except Exception:  # noqa: BLE001 - the watchdog must never stop a healthy run
                 continue
             if self.failure is not None:
-                os.kill(os.getpid(), signal.SIGINT)  # raises KeyboardInterrupt in the launch, also inside ray.get
+                os.kill(os.getpid(), signal.SIGINT)  # raises KeyboardInterrupt in the launch, mostly inside ray.get
+                # a wait inside Ray's C++ code does not always see the interrupt (measured: a ray.get on a live peer
+                # that waited out its 600 s): after a grace period, end this job's other actors, which fails every
+                # call still waiting on them, so the stage ends with the message all the same
+                if not self._stop.wait(self.grace_s):
+                    self._end_peers()
                 return
+
+    def _end_peers(self) -> None:
+        import ray
+
+        worker = ray._private.worker.global_worker
+        for aid, info in _actor_table().items():
+            if info.get("State") == "ALIVE" and info.get("JobID") in (None, self._job):
+                try:
+                    worker.core_worker.kill_actor(ray.ActorID.from_hex(aid), True)
+                except Exception:  # noqa: BLE001 - one that is gone already, or not this driver's to end
+                    continue
