@@ -112,7 +112,7 @@ class Watchdog:
     def check(self) -> str | None:
         """One look: the failure's message, or ``None``."""
         for aid, info in _actor_table().items():
-            if aid in self._known_dead or (self._job and info.get("JobID") not in (None, self._job)):
+            if aid in self._known_dead or not self._of_this_job(info):
                 continue
             how = death_of(info)
             if how is None:
@@ -147,12 +147,16 @@ class Watchdog:
                     self._end_peers()
                 return
 
+    def _of_this_job(self, info: dict) -> bool:
+        """An actor of this launch's Ray job (the table also lists other drivers' actors)."""
+        return not self._job or info.get("JobID") in (None, self._job)
+
     def _end_peers(self) -> None:
         import ray
 
         worker = ray._private.worker.global_worker
         for aid, info in _actor_table().items():
-            if info.get("State") == "ALIVE" and info.get("JobID") in (None, self._job):
+            if info.get("State") == "ALIVE" and self._of_this_job(info):
                 try:
                     worker.core_worker.kill_actor(ray.ActorID.from_hex(aid), True)
                 except Exception:  # noqa: BLE001 - one that is gone already, or not this driver's to end
