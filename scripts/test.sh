@@ -4,7 +4,7 @@
 #   bash scripts/test.sh                        # the CPU lock (.venv): every test
 #   CADFT_STACK=gpu-pins bash scripts/test.sh   # the GPU lock's versions (.venv-gpu-pins): the tests that do not
 #                                               # need vLLM (-m "not vllm"; vLLM-marked tests: tests/conftest.py)
-#                                               # and touch transformers, the one pin that differs (below)
+#                                               # and go through transformers, the one pin that differs (below)
 set -uo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck disable=SC1091
@@ -13,22 +13,24 @@ set +e  # setup.sh runs with -e; the exit status of pytest is handled below
 cd "$REPO_ROOT"
 if [ "${CADFT_STACK:-cpu}" = gpu-pins ]; then
   # The GPU lock differs from the CPU one in transformers only (5.9.0 against 5.19.0; torch is CPU torch here too):
-  # this run keeps the tests that load, train, save or tokenize with it. CI-time budget (docs/install.md): it leaves
-  # out what never touches transformers (the reward pool, math-verify, the watchdog's actor table, file locks, the
-  # benchmark readers and decontamination, the study's plan), rewriting's end-to-end stage tests (four Ray launches
-  # with kills; stage 1 of the launch with rewriting off is covered here by tests/launcher) and the weights' equality
-  # across ranks and micro-batches (the loss's arithmetic; the engine's forward on these pins runs in every other
-  # trainer test). All of them run in the main env.
+  # this run keeps the tests that load, train, save, merge, generate with or tokenize through transformers, one of
+  # each path. CI-time budget (docs/install.md): everything else (the losses' arithmetic, config checks that stop
+  # before any worker, the reward pool, the watchdog, file locks, the benchmark readers, the study) does not depend
+  # on the transformers version and runs in the main env only.
   python -m pytest -m "not vllm" \
-    --ignore=tests/rewrite/test_rewrite_stage_on_cpu.py \
-    --ignore=tests/reward \
-    --ignore=tests/utils \
-    --ignore=tests/launcher/test_watchdog_on_cpu.py \
-    --ignore=tests/launcher/test_run_folder_faults_on_cpu.py \
-    --ignore=tests/study/test_study_plan_on_cpu.py \
-    --ignore=tests/data/test_data_decontam_on_cpu.py \
-    --ignore=tests/data/test_data_benchmarks_on_cpu.py \
-    --deselect=tests/trainer/test_sft_stage_on_cpu.py::test_exact_weights_independent_of_ranks_and_micro_batches \
+    tests/data/test_arith_on_cpu.py \
+    tests/data/test_data_verl_datasets_on_cpu.py \
+    tests/eval \
+    tests/install/test_gpu_lock_on_cpu.py \
+    tests/install/test_check_on_cpu.py::test_check_command_prints_versions_device_engines_and_recipes \
+    tests/launcher/test_launch_stage1_on_cpu.py::test_stage1_trains_on_actor_workers_and_hands_over_an_hf_model \
+    tests/launcher/test_lora_export_on_cpu.py \
+    tests/launcher/test_lora_inputs_on_cpu.py \
+    tests/launcher/test_start_model_inputs_on_cpu.py \
+    tests/losses/test_lora_losses_on_cpu.py \
+    tests/platform/test_plugin_on_cpu.py \
+    tests/rewrite/test_rewrite_units_on_cpu.py \
+    tests/trainer/test_sft_stage_on_cpu.py::test_dft_and_cadft_train_and_export_a_loadable_hf_model \
     "$@"
 else
   python -m pytest "$@"

@@ -14,7 +14,7 @@ import os
 
 import pandas as pd
 import pytest
-from launch import launch
+from launch import ONE_RANK, launch
 from sabotage import negated_advantage_environment
 
 from cadft_verl.demo.cpu_default import launch_overrides
@@ -181,9 +181,10 @@ def test_the_report_scores_base_warm_start_and_rl_model_and_ends_the_console(def
 # step's batch, SIGNAL_N rollouts each) at lr SIGNAL_LR, from the main job's stage-1 export. Its measure is the change
 # of the training reward (the chain-checked reward, reward_kwargs.check_chain, cadft_verl.reward.chain) from the first step (rollouts of the
 # stage-1 model) to the mean of the last two.
-SIGNAL_PROMPTS, SIGNAL_N, SIGNAL_STEPS, SIGNAL_LR = 16, 8, 6, 5e-4
-#: the lowest change a working update may show (measured: +0.004 at lr 5e-4, +0.047 at lr 1e-4; the step-to-step
-#: sampling noise of 128 rollouts is about +-0.04, so about 0.05 on this difference); negated advantages: -0.254
+SIGNAL_PROMPTS, SIGNAL_N, SIGNAL_STEPS, SIGNAL_LR = 16, 8, 4, 5e-4
+#: the lowest change a working update may show (measured at 6 steps: +0.004 and 0.0 at lr 5e-4, +0.047 at lr 1e-4; at
+#: 4 steps -0.004; the step-to-step sampling noise of 128 rollouts is about +-0.04, so about 0.05 on this difference);
+#: negated advantages: -0.254 and -0.266 at 6 steps, -0.262 at 4
 MIN_CHANGE = -0.1
 
 
@@ -220,7 +221,7 @@ def _signal_run(data_dir, model, run, prompts, sabotage):
             f"actor_rollout_ref.actor.ppo_mini_batch_size={SIGNAL_PROMPTS}", f"actor_rollout_ref.rollout.n={SIGNAL_N}",
             f"actor_rollout_ref.actor.optim.lr={SIGNAL_LR}", "actor_rollout_ref.actor.optim.lr_warmup_steps_ratio=0",
             "reward.custom_reward_function.reward_kwargs.check_chain=true",  # what MIN_CHANGE was measured with
-            "trainer.val_before_train=False", "trainer.test_freq=-1", "trainer.save_freq=-1"]
+            "trainer.val_before_train=False", "trainer.test_freq=-1", "trainer.save_freq=-1", *ONE_RANK]
     with pytest.MonkeyPatch.context() as mp:
         if sabotage:
             args.append("algorithm.adv_estimator=negated_grpo")
@@ -245,10 +246,12 @@ def signal_runs(tmp_path_factory, default_run):
 
 
 def test_rl_keeps_the_reward_it_trains_on_and_the_check_fails_when_the_advantages_are_negated(signal_runs):
-    """Measured on 2 shared cores (one run each): GRPO at lr 5e-4, rewards 0.266, 0.234, 0.305, 0.250, 0.289, 0.250
-    (change +0.004; at lr 1e-4: 0.297 ... 0.344, +0.047); negated advantages 0.258, 0.094, 0.047, 0.008, 0.008, 0.0
-    (change -0.254). At this size GRPO does not raise the reward by a margin beyond the noise within 6 steps
-    (docs/cpu-default.md), so the check is that it does not drive it down, which a sign error in the update does."""
+    """Measured on 2 shared cores, 6 steps at two actor ranks (one run each): GRPO at lr 5e-4, rewards 0.266, 0.234,
+    0.305, 0.250, 0.289, 0.250 (change +0.004; at lr 1e-4: 0.297 ... 0.344, +0.047); negated advantages 0.258, 0.094,
+    0.047, 0.008, 0.008, 0.0 (change -0.254). At one rank (ONE_RANK, as here): GRPO 0.266, 0.188, 0.266, 0.258,
+    0.250, 0.281 (-0.004 over the first 4 steps); negated 0.266, 0.070, 0.008, 0.0, 0.0, 0.0 (-0.262 over 4). At this
+    size GRPO does not raise the reward by a margin beyond the noise within a few steps (docs/cpu-default.md), so the
+    check is that it does not drive it down, which a sign error in the update does within 2 steps."""
     change, rewards = signal_runs["grpo"]
     assert change >= MIN_CHANGE, rewards
     change, rewards = signal_runs["sabotaged"]

@@ -10,7 +10,7 @@ import os
 import pandas as pd
 import pytest
 import torch
-from launch import launch, launch_and_kill_when
+from launch import ONE_RANK, launch, launch_and_kill_when
 
 from cadft_verl.demo.cpu_default import launch_overrides
 
@@ -32,7 +32,8 @@ def _args(inputs, run):
             # eval: the held-out problems of rl/val.parquet (the benchmark's first 48), so that stage 2's validation
             # before its first step and the eval stage score the stage-1 model on the same problems
             "eval.limit=48", "eval.optional_benchmarks=[]",
-            "eval.readiness_k=2"]  # RL readiness at a small cost (tested in tests/eval)
+            "eval.readiness_k=2",  # RL readiness at a small cost (tested in tests/eval)
+            *ONE_RANK]
 
 
 @pytest.mark.vllm

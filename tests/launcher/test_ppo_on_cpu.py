@@ -6,7 +6,7 @@ import json
 import os
 
 import pytest
-from launch import launch
+from launch import ONE_RANK, launch
 
 from cadft_verl.demo.cpu_default import launch_overrides
 
@@ -26,7 +26,8 @@ def test_cadft_then_ppo_trains_actor_and_critic_from_the_stage1_export(tmp_path,
             *launch_overrides(default_inputs["data"], default_inputs["model"], str(run), rl_steps=RL_STEPS),
             "cadft.rewrite.enabled=false",  # rewriting is the default test's (test_default_learns_on_cpu.py)
             f"eval.limit={VAL_PROBLEMS}", "eval.optional_benchmarks=[]",
-            "eval.readiness_k=2"]  # RL readiness at a small cost (tested in tests/eval)
+            "eval.readiness_k=2",  # RL readiness at a small cost (tested in tests/eval)
+            *ONE_RANK]
     proc = launch(args, timeout=1500)
     results = json.loads((run / "summary.json").read_text())["results"]
     s1, s2 = results["stage1"], results["stage2"]

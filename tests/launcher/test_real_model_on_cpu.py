@@ -41,7 +41,8 @@ def run(tmp_path_factory, smollm):
     args = ["recipe=cadft_then_grpo",
             *launch_overrides(str(data), smollm, str(run_dir), stage1_steps=4, rl_steps=1, eval_limit=4,
                               max_length=320, response_length=64),
-            "cadft.data.train_batch_size=4", "cadft.trainer.save_freq=2",
+            # one micro-batch per step (no statistics pre-pass) and the one checkpoint at the end: CI-time budget
+            "cadft.data.train_batch_size=4", "cadft.data.micro_batch_size_per_gpu=4", "cadft.trainer.save_freq=4",
             # every look-ahead candidate drawn, so the round generates
             "cadft.rewrite.fraction=0.05", "cadft.rewrite.prob=1.0",
             "data.val_max_samples=4",

@@ -19,7 +19,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "launcher"))
-from launch import launch, launch_and_kill_a_worker_when  # noqa: E402
+from launch import ONE_RANK, launch, launch_and_kill_a_worker_when  # noqa: E402
 
 from cadft_verl.integration.metrics_history import read_history, read_rows  # noqa: E402
 
@@ -34,7 +34,8 @@ RUN = "cadft_no_rewrite"
 def study_args(out):
     return ["--out", str(out), "--recipes", RUN, "--seeds", "0", "1", "--stage1-steps", str(STAGE1_STEPS),
             "--rl-steps", str(RL_STEPS), "trainer.save_freq=1", "eval.limit=40", "eval.optional_benchmarks=[]",
-            "eval.readiness_k=2"]  # RL readiness in the table, at a small cost
+            "eval.readiness_k=2",  # RL readiness in the table, at a small cost
+            *ONE_RANK]
 
 
 def _lines(path):
