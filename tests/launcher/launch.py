@@ -15,7 +15,7 @@ import time
 #: processes, all started on 2 cores: a 2-step stage-2 launch took 101 s instead of 134 s here. Stage 1's
 #: micro-batch doubles with it, so that a rank still holds one micro-batch of the CPU default's 32 (the batch
 #: statistics stay free, as at two ranks). Two ranks stay tested end to end by the README's main job
-#: (test_default_learns_on_cpu.py), the stage-1 launch tests and the watchdog's kill of a peer.
+#: (test_default_learns_on_cpu.py), the stage-1 launch tests, rewriting's stage tests and the watchdog's kill of a peer.
 ONE_RANK = ("trainer.n_gpus_per_node=1", "cadft.data.micro_batch_size_per_gpu=32")
 
 
