@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up a venv (scripts/setup.sh) and run the test suite: every tests/**/test_*_on_cpu.py.
-# Extra arguments go to pytest. A run that collects no test is a failure.
+# Extra arguments go to pytest (with CADFT_STACK=gpu-pins they are added to its list of tests below: a test path
+# given there runs beside the list, not instead of it). A run that collects no test is a failure.
 #   bash scripts/test.sh                        # the CPU lock (.venv): every test
 #   CADFT_STACK=gpu-pins bash scripts/test.sh   # the GPU lock's versions (.venv-gpu-pins): the tests that do not
 #                                               # need vLLM (-m "not vllm"; vLLM-marked tests: tests/conftest.py)
