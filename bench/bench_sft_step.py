@@ -51,6 +51,9 @@ GROUPS = {
     "4micro_fused": (4, ["model.use_fused_kernels=True"],
                      {"sft": ["cadft.loss=sft"],
                       "cadft_default": ["cadft.loss=cadft", "cadft.prepass_micro_batch_scale=1"]}),
+    "8micro_fused": (2, ["model.use_fused_kernels=True"],
+                     {"sft": ["cadft.loss=sft"],
+                      "cadft_default": ["cadft.loss=cadft", "cadft.prepass_micro_batch_scale=1"]}),
     "1micro_dynamic": (4, ["data.use_dynamic_bsz=True", "data.max_token_len_per_gpu=8192"],
                        {"sft": ["cadft.loss=sft"], "cadft_default": ["cadft.loss=cadft"]}),
     "4micro_dynamic": (4, ["data.use_dynamic_bsz=True", "data.max_token_len_per_gpu=1024"],
@@ -85,7 +88,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--vocabs", default=",".join(VOCABS), help=f"comma-separated, of {list(VOCABS)}")
-    ap.add_argument("--groups", default="1micro,4micro,8micro,4micro_fused", help=f"comma-separated, of {list(GROUPS)}")
+    ap.add_argument("--groups", default="1micro,4micro,8micro,4micro_fused,8micro_fused", help=f"comma-separated, of {list(GROUPS)}")
     ap.add_argument("--only", default="", help="comma-separated configuration names to keep in each group (sft always)")
     ap.add_argument("--quick", action="store_true", help="4 steps, 1 round (smoke run)")
     ap.add_argument("--merge", action="store_true", help="keep the groups of an existing --out file that this run "

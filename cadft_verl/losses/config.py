@@ -41,9 +41,10 @@ class LossConfig(TypedBlock):
     # micro-batch, else a no-grad pre-pass) | lagged (EMA of previous global batches; biased while the NLL falls)
     stats: str = "exact"
 
-    # [ours] the no-grad pre-pass runs micro-batches (or token budgets) this many times training's: 1 (measured
-    # fastest, and its logits are never larger than a training micro-batch's) | an int > 1 | auto (the largest, up to
-    # 8, whose estimated memory stays under a training micro-batch's: losses/prepass.py)
+    # [ours] the no-grad pre-pass (the response tokens' logits only: trainer/response_nll.py) runs micro-batches (or
+    # token budgets) this many times training's: 1 (measured fastest on CPU, and never more memory than a training
+    # micro-batch) | an int > 1 | auto (the largest, up to 8, whose estimated memory stays under a training
+    # micro-batch's: losses/prepass.py)
     prepass_micro_batch_scale: int | str = 1
 
     # [ours] EMA momentum of the lagged statistics (stats: lagged)

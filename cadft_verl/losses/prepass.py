@@ -1,9 +1,9 @@
 """Micro-batch size of the no-grad pre-pass of ``stats: exact`` (issue 23).
 
-The pre-pass needs each sample's summed NLL and token count only. It runs through verl's engine (``infer_batch`` /
-``compute_log_prob``), whose forward materialises the logits of a whole micro-batch (all of them, or chunks with
-``model.use_fused_kernels``). ``cadft.prepass_micro_batch_scale`` multiplies training's micro-batch (or token
-budget) for it:
+The pre-pass needs each sample's summed NLL and token count only. It runs the scoring forward
+(``cadft_verl/trainer/response_nll.py``) on verl's engine: training's micro-batching, the logits of the response
+tokens only, upcast to float32 in chunks (with ``model.use_fused_kernels``: verl's fused log-probs, no logits).
+``cadft.prepass_micro_batch_scale`` multiplies training's micro-batch (or token budget) for it:
 
 - an int: that many times (the default 1: the pre-pass never holds the logits of more tokens than a training
   micro-batch does, and on the measured CPU runs a larger micro-batch was slower, not faster: docs/performance.md);
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 AUTO = "auto"
 AUTO_MAX_SCALE = 8
-# bytes of a float32 log-softmax / cross-entropy working row (verl upcasts the logits there)
+# bytes of a float32 log-softmax / cross-entropy working row (verl upcasts the logits in training)
 _FP32 = 4
 
 
@@ -35,10 +35,10 @@ def estimate_bytes_per_token(hf_config, *, gradient_checkpointing: bool, fused_k
 
     Training keeps every layer's activations for the backward (with gradient checkpointing only each layer's input,
     plus one layer recomputed at a time) and, without fused kernels, the logits, their float32 log-softmax and the
-    logits' gradient. The no-grad pre-pass holds one layer's working set, the logits and (counted to be safe: verl
-    computes it row by row or in a fused kernel where it can) one float32 copy of them. A rough model
-    (SwiGLU transformer: about 8 hidden-size and 3 intermediate-size values per token and layer) that only needs to
-    order the two; ``auto`` picks from it."""
+    logits' gradient. The no-grad pre-pass holds one layer's working set and the logits of the response tokens
+    (counted for every token, to be safe); their float32 upcast is a fixed number of rows at a time
+    (``response_nll.CHUNK_TOKENS``), not a per-token cost. A rough model (SwiGLU transformer: about 8 hidden-size and
+    3 intermediate-size values per token and layer) that only needs to order the two; ``auto`` picks from it."""
     h = int(_get(hf_config, "hidden_size", "n_embd", default=1024))
     inter = int(_get(hf_config, "intermediate_size", "ffn_hidden_size", default=4 * h))
     layers = int(_get(hf_config, "num_hidden_layers", "n_layer", default=1))
@@ -48,7 +48,7 @@ def estimate_bytes_per_token(hf_config, *, gradient_checkpointing: bool, fused_k
     if fused_kernels:  # chunked lm_head + log-prob: no vocabulary-sized tensor per token in either pass
         return float(saved + h * dtype_bytes), float(layer_work)
     train = saved + vocab * (2 * dtype_bytes + _FP32)
-    prepass = layer_work + vocab * (dtype_bytes + _FP32)
+    prepass = layer_work + vocab * dtype_bytes
     return float(train), float(prepass)
 
 

@@ -2,8 +2,9 @@
 
 verl's SFT trainer calls ``training_client.train_batch(data)`` once per optimizer step. ``CADFTTrainingClient``
 wraps that client (everything else is delegated unchanged): it puts the global-batch statistics into the batch
-(``CompatibilityController``; the no-grad pre-pass is verl's ``infer_batch`` plus an all-gather over the
-data-parallel ranks) and reduces the loss's per-sample lists to the logged metrics after the step.
+(``CompatibilityController``; the no-grad pre-pass is the scoring forward ``response_nll_sums`` on verl's engine,
+plus an all-gather over the data-parallel ranks) and reduces the loss's per-sample lists to the logged metrics after
+the step.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import time
 import torch.distributed as dist
 
 from cadft_verl.losses import STATS_KEY, LossConfig
-from cadft_verl.losses.engine_loss import flatten_token_batch, per_sample_nll
 from cadft_verl.losses.prepass import resolve_prepass_scale
 
 from .controller import CompatibilityController
+from .response_nll import response_nll_sums
 
 
 def _max_rss_gb() -> float:
@@ -25,10 +26,8 @@ def _max_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def valid_sample_nll(log_probs, data) -> list[float]:
+def valid_sample_nll(nll_sum, count) -> list[float]:
     """Length-normalised NLL of every sample with response tokens, in batch order."""
-    lp, mask, seg, batch = flatten_token_batch(log_probs, data)
-    nll_sum, count = per_sample_nll(lp, mask, seg, batch)
     valid = count > 0
     return (nll_sum[valid] / count[valid]).tolist()
 
@@ -112,12 +111,11 @@ class CADFTTrainingClient:
         from verl.utils import tensordict_utils as tu
 
         probe = data.clone(recurse=False)
-        engine_config = self._inner.engine_config
-        # no loss, no entropy: only the per-token log-probs, reduced to per-sample sums below
-        tu.assign_non_tensor(probe, compute_loss=False, calculate_entropy=False,
-                             **prepass_batch_settings(data, engine_config, self.controller.loss_cfg.prepass_micro_batch_scale,
-                                                      model_config=getattr(self._inner, "model_config", None)))
-        local = valid_sample_nll(self._inner.infer_batch(probe)["log_probs"], data)
+        scale = self.controller.loss_cfg.prepass_micro_batch_scale
+        # each sample's response NLL only: no loss, no entropy, no prompt logits (trainer/response_nll.py)
+        tu.assign_non_tensor(probe, **prepass_batch_settings(data, self._inner.engine_config, scale,
+                                                             model_config=getattr(self._inner, "model_config", None)))
+        local = valid_sample_nll(*response_nll_sums(self._inner, probe))
         group = self._inner.engine.get_data_parallel_group()
         if group is not None and dist.is_initialized() and dist.get_world_size(group) > 1:
             parts = [None] * dist.get_world_size(group)

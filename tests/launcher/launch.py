@@ -91,7 +91,7 @@ def _kill_leftover_ray(pgid):
                 pass
 
 
-def ray_workers(pgid, pattern=r"^ray::\w*(ActorRolloutRefWorker|WorkerDict)\b"):
+def ray_workers(pgid, pattern=r"^ray::\w*(ActorRolloutRefWorker|CADFTActorWorker|WorkerDict)\b"):
     """``[(pid, title)]`` of the Ray actor workers of a launch whose title matches ``pattern``: the children of the
     raylet in the launch's process group (Ray's workers each start a process group of their own)."""
     import re

@@ -1,4 +1,5 @@
-"""No-grad passes of stage 1 through the actors' ``compute_log_prob`` (verl's worker group).
+"""No-grad passes of stage 1 through the actors' scoring forward (``CADFTActorWorker.response_nll``: each sample's
+summed response NLL, ``trainer/response_nll.py``).
 
 - ``prepass``: every valid sample's length-normalised NLL of a training batch (exact statistics);
 - ``score``: the NLL of any samples, with their current or a candidate target (rewrite rounds, look-ahead);
@@ -9,9 +10,8 @@ memory from ``model_config``, else 1: ``losses/prepass.py``): nothing is kept fo
 
 from __future__ import annotations
 
-from cadft_verl.losses.engine_loss import flatten_token_batch, per_sample_nll
 from cadft_verl.rewrite import IndexedSFTCollator
-from cadft_verl.trainer.hook import prepass_batch_settings
+from cadft_verl.trainer.hook import prepass_batch_settings, valid_sample_nll
 
 
 class ActorScorer:
@@ -27,31 +27,24 @@ class ActorScorer:
         self.batch_size = int(batch_size)
         self.collate = IndexedSFTCollator(data_cfg.pad_mode)
 
-    def _log_probs(self, batch: dict):
+    def _settings(self, data):
         from verl.utils import tensordict_utils as tu
 
-        data = tu.get_tensordict(tensor_dict=batch, non_tensor_dict=dict(self.meta))
-        tu.assign_non_tensor(data, compute_loss=False, calculate_entropy=False,
-                             **prepass_batch_settings(data, self.engine_config, self.scale, self.dp_size,
-                                                    self.model_config))
-        return self.wg.compute_log_prob(data)["log_probs"], data
+        tu.assign_non_tensor(data, **prepass_batch_settings(data, self.engine_config, self.scale, self.dp_size,
+                                                            self.model_config))
+        return data
 
     def _sums(self, batch: dict):
-        log_probs, data = self._log_probs(batch)
-        lp, mask, seg, n = flatten_token_batch(log_probs, data)
-        return per_sample_nll(lp, mask, seg, n)
-
-    def prepass(self, data) -> list[float]:
+        """(summed response NLL, response token count) per sample: the actors' scoring forward."""
         from verl.utils import tensordict_utils as tu
 
-        probe = data.clone(recurse=False)
-        tu.assign_non_tensor(probe, compute_loss=False, calculate_entropy=False,
-                             **prepass_batch_settings(data, self.engine_config, self.scale, self.dp_size,
-                                                    self.model_config))
-        lp, mask, seg, n = flatten_token_batch(self.wg.compute_log_prob(probe)["log_probs"], data)
-        nll_sum, count = per_sample_nll(lp, mask, seg, n)
-        valid = count > 0
-        return (nll_sum[valid] / count[valid]).tolist()
+        data = self._settings(tu.get_tensordict(tensor_dict=batch, non_tensor_dict=dict(self.meta)))
+        out = self.wg.response_nll(data)
+        return out["nll_sum"], out["count"]
+
+    def prepass(self, data) -> list[float]:
+        out = self.wg.response_nll(self._settings(data.clone(recurse=False)))
+        return valid_sample_nll(out["nll_sum"], out["count"])
 
     def _chunks(self, items: list[dict]):
         """Batches of at most the global batch size, padded (with copies of the first item) to what verl's

@@ -1,6 +1,6 @@
-"""Stage 1's Ray workers: verl's ``ActorRolloutRefWorker`` group (the FSDP actor, with the rollout replica when the
-rewrite rounds generate through it), the loss installed with verl's ``set_loss_fn``, the no-grad scorer on the same
-workers, the rewrite generator, and their shutdown."""
+"""Stage 1's Ray workers: verl's ``ActorRolloutRefWorker`` group (as ``CADFTActorWorker``, which adds the scoring
+forward; the FSDP actor, with the rollout replica when the rewrite rounds generate through it), the loss installed
+with verl's ``set_loss_fn``, the no-grad scorer on the same workers, the rewrite generator, and their shutdown."""
 
 from __future__ import annotations
 
@@ -15,14 +15,15 @@ class ActorWorkers:
     def __init__(self, config, arr_config, model_config, loss_cfg, plan):
         import ray
         from verl.single_controller.ray import RayClassWithInitArgs, RayResourcePool, RayWorkerGroup
-        from verl.workers.engine_workers import ActorRolloutRefWorker
+
+        from .actor_worker import CADFTActorWorker
 
         trainer, cad = config.trainer, config.cadft
         gen_cls = plan.generator_class
         hybrid = plan.needs_rollout_workers
         self.resource_pool = RayResourcePool(process_on_nodes=[trainer.n_gpus_per_node] * trainer.nnodes,
                                              max_colocate_count=1)
-        cls = RayClassWithInitArgs(ray.remote(ActorRolloutRefWorker), config=arr_config,
+        cls = RayClassWithInitArgs(ray.remote(CADFTActorWorker), config=arr_config,
                                    role="actor_rollout" if hybrid else "actor")
         self.wg = RayWorkerGroup(resource_pool=self.resource_pool, ray_cls_with_init=cls, device_name=trainer.device)
         self.wg.init_model()
