@@ -38,16 +38,20 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Groups of configurations measured side by side (round by round, A B C A B C ...) on one model; every ratio is
 # `cadft ... / sft` within its group. The global batch is 16 on one rank: micro-batch 16, 4 and 2 give 1, 4 and 8
 # micro-batches per rank. The CADFT default is `stats: exact`: free with one micro-batch per rank, else a no-grad
-# pre-pass at `cadft.prepass_micro_batch_scale` times the training micro-batch (issue 23: 1 by default).
+# pre-pass (the scoring forward: the response tokens' logits only) at `cadft.prepass_micro_batch_scale` times the
+# training micro-batch (issue 23: 1 by default), whose decoder-layer outputs the training step reuses under gradient
+# checkpointing (`cadft.prepass_reuse_forward`, on by default; `cadft_no_reuse`: the scoring forward alone).
 # group -> (micro-batch, extra overrides of every configuration of the group, {name: overrides})
 GROUPS = {
     "1micro": (16, [], {"sft": ["cadft.loss=sft"], "cadft_default": ["cadft.loss=cadft"]}),
     "4micro": (4, [], {"sft": ["cadft.loss=sft"],
                        "cadft_default": ["cadft.loss=cadft", "cadft.prepass_micro_batch_scale=1"],
+                       "cadft_no_reuse": ["cadft.loss=cadft", "cadft.prepass_reuse_forward=false"],
                        "cadft_scale4": ["cadft.loss=cadft", "cadft.prepass_micro_batch_scale=4"],
                        "cadft_auto": ["cadft.loss=cadft", "cadft.prepass_micro_batch_scale=auto"]}),
     "8micro": (2, [], {"sft": ["cadft.loss=sft"],
-                       "cadft_default": ["cadft.loss=cadft", "cadft.prepass_micro_batch_scale=1"]}),
+                       "cadft_default": ["cadft.loss=cadft", "cadft.prepass_micro_batch_scale=1"],
+                       "cadft_no_reuse": ["cadft.loss=cadft", "cadft.prepass_reuse_forward=false"]}),
     "4micro_fused": (4, ["model.use_fused_kernels=True"],
                      {"sft": ["cadft.loss=sft"],
                       "cadft_default": ["cadft.loss=cadft", "cadft.prepass_micro_batch_scale=1"]}),

@@ -47,6 +47,11 @@ class LossConfig(TypedBlock):
     # micro-batch's: losses/prepass.py)
     prepass_micro_batch_scale: int | str = 1
 
+    # [ours] under gradient checkpointing, the training step reuses the pre-pass's decoder-layer outputs instead of
+    # running its checkpointed forward (exact: trainer/layer_reuse.py); costs the layer inputs of a rank's whole
+    # share (layers x tokens x hidden) until the step's backward; false: checkpointing's own forward
+    prepass_reuse_forward: bool = True
+
     # [ours] EMA momentum of the lagged statistics (stats: lagged)
     stats_momentum: float = 0.9
 
@@ -78,5 +83,7 @@ class LossConfig(TypedBlock):
         scale = self.prepass_micro_batch_scale
         if scale != "auto" and (isinstance(scale, bool) or not isinstance(scale, int) or scale < 1):
             raise ValueError(f"cadft.prepass_micro_batch_scale must be an int >= 1 or 'auto', got {scale!r}")
+        if not isinstance(self.prepass_reuse_forward, bool):
+            raise ValueError(f"cadft.prepass_reuse_forward must be true or false, got {self.prepass_reuse_forward!r}")
         if self.zscore not in ZSCORE_MODES:
             raise ValueError(f"cadft.zscore: unknown z-score mode {self.zscore!r}; choose one of {ZSCORE_MODES}")

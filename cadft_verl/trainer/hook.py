@@ -18,6 +18,7 @@ from cadft_verl.losses import STATS_KEY, LossConfig
 from cadft_verl.losses.prepass import resolve_prepass_scale
 
 from .controller import CompatibilityController
+from .layer_reuse import layer_reuse_of
 from .response_nll import response_nll_sums
 
 
@@ -115,7 +116,8 @@ class CADFTTrainingClient:
         # each sample's response NLL only: no loss, no entropy, no prompt logits (trainer/response_nll.py)
         tu.assign_non_tensor(probe, **prepass_batch_settings(data, self._inner.engine_config, scale,
                                                              model_config=getattr(self._inner, "model_config", None)))
-        local = valid_sample_nll(*response_nll_sums(self._inner, probe))
+        keep = layer_reuse_of(self._inner.engine) if self.controller.loss_cfg.prepass_reuse_forward else None
+        local = valid_sample_nll(*response_nll_sums(self._inner, probe, keep_layers=keep))
         group = self._inner.engine.get_data_parallel_group()
         if group is not None and dist.is_initialized() and dist.get_world_size(group) > 1:
             parts = [None] * dist.get_world_size(group)
@@ -134,9 +136,14 @@ class CADFTTrainingClient:
                                                  dp_group=self._inner.engine.get_data_parallel_group())
             stats = self.controller.stats_for_step(one_micro, lambda: self._prepass(data))
             tu.assign_non_tensor(data, **{STATS_KEY: stats})
-        output = self._inner.train_batch(data=data)
+        reuse = layer_reuse_of(self._inner.engine)
+        with reuse.replay():  # the pre-pass's layer outputs, when it kept them (cadft.prepass_reuse_forward)
+            output = self._inner.train_batch(data=data)
         if output is not None:
             metrics, _ = self.controller.after_step(tu.get(output, "metrics"))
+            if reuse.reused_fraction() is not None:
+                # share of the step's decoder-layer forwards taken from the pre-pass instead of computed
+                metrics["perf/prepass_reused"] = reuse.reused_fraction()
             # wall time of the whole optimizer step, the exact-statistics pre-pass included
             metrics["perf/step_time_s"] = time.perf_counter() - start
             # CPU seconds this process (all its threads) spent on the step: robust to other load on the machine

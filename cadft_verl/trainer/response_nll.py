@@ -106,12 +106,13 @@ def _micro_batch_sums(engine, micro_batch, fused: bool, keep_arg: bool):
     return nll_sum, count
 
 
-def response_nll_sums(worker, data) -> tuple[torch.Tensor, torch.Tensor]:
+def response_nll_sums(worker, data, keep_layers=None) -> tuple[torch.Tensor, torch.Tensor]:
     """(summed response NLL, response token count) of every sample of ``data`` (this rank's share), in its order.
 
     ``worker`` is verl's ``TrainingWorker`` (``engine``, ``engine_config``, ``model_config``); ``data`` carries what
     verl's ``infer_batch`` reads (micro-batching, ``use_remove_padding``, ``temperature``, ``pad_mode``). Runs on
-    every rank of the data-parallel group together (FSDP gathers parameters in the forward)."""
+    every rank of the data-parallel group together (FSDP gathers parameters in the forward). ``keep_layers``: a
+    ``LayerReuse`` that keeps the decoder layers' inputs and outputs for the training step that follows."""
     from verl.utils import tensordict_utils as tu
     from verl.workers.engine.utils import prepare_micro_batches
 
@@ -128,7 +129,7 @@ def response_nll_sums(worker, data) -> tuple[torch.Tensor, torch.Tensor]:
     fused = bool(_non_tensor(data, "use_fused_kernels", False))
     keep_arg = _accepts_logits_to_keep(engine.module)
     sums, counts = [], []
-    with engine.eval_mode(), torch.no_grad():
+    with engine.eval_mode(), torch.no_grad(), (keep_layers.record() if keep_layers is not None else nullcontext()):
         micro_batches, indices = prepare_micro_batches(data=data, dp_group=engine.get_data_parallel_group(),
                                                        same_micro_num_in_dp=True)
         for micro_batch in micro_batches:

@@ -78,3 +78,21 @@ def test_cadft_with_sequence_parallelism_is_refused_at_start_naming_the_option(t
     assert proc.returncode != 0
     assert "actor_rollout_ref.actor.ulysses_sequence_parallel_size=2: the cadft loss does not support" in proc.stderr
     assert "stage 1 (cadft) [" not in proc.stdout + proc.stderr  # no training step started (no progress line)
+
+
+def test_stage1_reuses_the_prepass_forward_under_checkpointing_with_identical_training(tmp_path, default_inputs):
+    """cadft.prepass_reuse_forward (trainer/layer_reuse.py) on the Ray actors: with gradient checkpointing and 4
+    micro-batches per rank, every decoder-layer forward of the training step comes from the pre-pass, and the
+    training is the same as with checkpointing's own forward (losses and gradient norms, step by step)."""
+    gc = "actor_rollout_ref.model.enable_gradient_checkpointing=true"
+    rows = {}
+    for reuse in (True, False):
+        run = tmp_path / f"reuse_{reuse}"
+        launch(["recipe=cadft", *stage1_args(default_inputs, run, extra=[gc, f"cadft.prepass_reuse_forward={reuse}"])])
+        rows[reuse] = [json.loads(line)["data"]
+                       for line in (run / "metrics" / "cadft-verl" / "cadft_stage1.jsonl").open()]
+    assert [r["stage1/perf/prepass_reused"] for r in rows[True]] == [1.0, 1.0, 1.0]
+    assert all("stage1/perf/prepass_reused" not in r for r in rows[False])
+    for with_reuse, without in zip(rows[True], rows[False]):
+        for key in ("stage1/train/loss", "stage1/train/grad_norm", "stage1/cadft/w_mean", "stage1/cadft/c_loc"):
+            assert with_reuse[key] == pytest.approx(without[key], rel=1e-5, abs=1e-7), key

@@ -104,3 +104,27 @@ def test_prepass_weights_equal_exact_in_loss_weights_at_4_and_8_micro_batches(tm
         for key, tol in STEP1_WEIGHT_STATS.items():
             assert row[key] == pytest.approx(ref[key], abs=tol), (name, key)
         assert row["train/loss"] == pytest.approx(ref["train/loss"], rel=1e-5), name
+
+
+@pytest.mark.parametrize("layout", [[], ["data.use_dynamic_bsz=True", "data.max_token_len_per_gpu=1024"]],
+                         ids=["micro_batches", "dynamic"])
+def test_training_step_reuses_the_prepass_forward_with_identical_steps(tmp_path, tiny_model, sft_parquet, layout):
+    """cadft.prepass_reuse_forward in verl's SFT trainer (gradient checkpointing on, verl's default): every decoder
+    layer's forward of the training step comes from the pre-pass, and three steps train exactly as without it."""
+    from cadft_verl.trainer.launch import run_sft
+
+    rows = {}
+    for reuse in (True, False):
+        work = tmp_path / f"reuse_{reuse}"
+        base = [f"data.train_files={sft_parquet}", f"model.path={tiny_model}", "data.train_batch_size=8",
+                "data.micro_batch_size_per_gpu=2", "data.use_dynamic_bsz=False", "data.max_length=512",
+                "data.truncation=right", "data.num_workers=0", "trainer.total_training_steps=3",
+                f"trainer.default_local_dir={work / 'ckpt'}", "trainer.logger=[console,file]", "profile=cpu",
+                "cadft.loss=cadft", f"cadft.prepass_reuse_forward={reuse}", *layout]
+        rows[reuse], proc = run_sft(base, str(work), nproc=1, timeout=600)
+        assert proc.returncode == 0 and len(rows[reuse]) == 3, f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    assert [r["perf/prepass_reused"] for r in rows[True]] == [1.0, 1.0, 1.0]
+    assert all(r["perf/prepass_time_s"] > 0 and "perf/prepass_reused" not in r for r in rows[False])
+    for with_reuse, without in zip(rows[True], rows[False]):
+        for key in ("train/loss", "train/grad_norm", "cadft/w_mean", "cadft/c_loc"):
+            assert with_reuse[key] == pytest.approx(without[key], rel=1e-5, abs=1e-7), key

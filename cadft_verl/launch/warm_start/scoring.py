@@ -11,18 +11,21 @@ memory from ``model_config``, else 1: ``losses/prepass.py``): nothing is kept fo
 from __future__ import annotations
 
 from cadft_verl.rewrite import IndexedSFTCollator
+from cadft_verl.trainer.layer_reuse import KEEP_LAYERS
 from cadft_verl.trainer.hook import prepass_batch_settings, valid_sample_nll
 
 
 class ActorScorer:
     def __init__(self, wg, meta: dict, data_cfg, engine_config, scale, dp_size: int, batch_size: int,
-                 model_config=None):
+                 model_config=None, reuse_forward: bool = False):
         self.wg = wg
         self.meta = meta
         self.data_cfg = data_cfg
         self.engine_config = engine_config
         self.scale = scale if scale == "auto" else int(scale)
         self.model_config = model_config
+        # the pre-pass keeps the decoder layers' outputs for update_actor (cadft.prepass_reuse_forward)
+        self.reuse_forward = bool(reuse_forward)
         self.dp_size = int(dp_size)
         self.batch_size = int(batch_size)
         self.collate = IndexedSFTCollator(data_cfg.pad_mode)
@@ -43,7 +46,11 @@ class ActorScorer:
         return out["nll_sum"], out["count"]
 
     def prepass(self, data) -> list[float]:
-        out = self.wg.response_nll(self._settings(data.clone(recurse=False)))
+        from verl.utils import tensordict_utils as tu
+
+        probe = self._settings(data.clone(recurse=False))
+        tu.assign_non_tensor(probe, **{KEEP_LAYERS: self.reuse_forward})
+        out = self.wg.response_nll(probe)
         return valid_sample_nll(out["nll_sum"], out["count"])
 
     def _chunks(self, items: list[dict]):

@@ -40,7 +40,8 @@ class ActorWorkers:
             "pad_token_id": model_config.tokenizer.pad_token_id,
         }
         self.scorer = ActorScorer(self.wg, self.meta, cad.data, cad.data, loss_cfg.prepass_micro_batch_scale,
-                                  self.dp_size, plan.batch_size, model_config=model_config)
+                                  self.dp_size, plan.batch_size, model_config=model_config,
+                                  reuse_forward=loss_cfg.prepass_reuse_forward)
         self.generator = None
         if gen_cls is not None:
             gen_config = OmegaConf.create(OmegaConf.to_container(config, resolve=True))
