@@ -33,3 +33,23 @@ def test_dynamic_batching_regrouping_is_undone():
     in_micro_order = torch.tensor([30.0, 0.0, 10.0, 40.0, 20.0])
     assert in_batch_order(in_micro_order, [[3, 0], [1, 4, 2]]).tolist() == [0.0, 10.0, 20.0, 30.0, 40.0]
     assert in_batch_order(in_micro_order, None) is in_micro_order
+
+
+def test_logits_to_keep_with_an_index_tensor_returns_exactly_those_rows():
+    """The scoring forward relies on transformers' ``logits_to_keep`` taking an index tensor (both pinned versions:
+    this test runs in the gpu-pins suite too)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from cadft_verl.trainer.response_nll import _accepts_logits_to_keep
+
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=61, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2)).eval()
+    ids = torch.randint(0, 61, (1, 11))
+    keep = torch.tensor([2, 3, 7, 10])
+    assert _accepts_logits_to_keep(model)
+    with torch.no_grad():
+        full = model(input_ids=ids).logits
+        kept = model(input_ids=ids, logits_to_keep=keep).logits
+    assert kept.shape == (1, 4, 61)
+    assert torch.allclose(kept[0], full[0, keep], atol=1e-5)
