@@ -141,9 +141,7 @@ class CADFTTrainingClient:
             output = self._inner.train_batch(data=data)
         if output is not None:
             metrics, _ = self.controller.after_step(tu.get(output, "metrics"))
-            if reuse.reused_fraction() is not None:
-                # share of the step's decoder-layer forwards taken from the pre-pass instead of computed
-                metrics["perf/prepass_reused"] = reuse.reused_fraction()
+            reuse.add_metric(metrics)
             # wall time of the whole optimizer step, the exact-statistics pre-pass included
             metrics["perf/step_time_s"] = time.perf_counter() - start
             # CPU seconds this process (all its threads) spent on the step: robust to other load on the machine

@@ -83,6 +83,12 @@ class LayerReuse:
         total = self.replayed + self.computed
         return self.replayed / total if total else None
 
+    def add_metric(self, metrics: dict) -> None:
+        """``perf/prepass_reused``: the share of the last step's decoder-layer forwards taken from the pre-pass
+        instead of computed (absent when no layer ran under the replay)."""
+        if self.reused_fraction() is not None:
+            metrics["perf/prepass_reused"] = self.reused_fraction()
+
     def _checkpointed(self) -> bool:
         """Whether every decoder layer runs under transformers' gradient checkpointing (else nothing to reuse)."""
         return all(getattr(layer, "gradient_checkpointing", False) and hasattr(layer, "_gradient_checkpointing_func")

@@ -35,7 +35,6 @@ class CADFTActorWorker(ActorRolloutRefWorker):
         reuse = layer_reuse_of(self.actor.engine)
         with reuse.replay():
             output = super().update_actor(data)
-        if output is not None and reuse.reused_fraction() is not None:
-            # share of the step's decoder-layer forwards taken from the pre-pass instead of computed
-            tu.get(output, "metrics")["perf/prepass_reused"] = reuse.reused_fraction()
+        if output is not None:
+            reuse.add_metric(tu.get(output, "metrics"))
         return output
