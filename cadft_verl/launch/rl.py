@@ -130,7 +130,8 @@ class RLStage(TrainingStage):
         from verl.trainer.ppo.utils import need_critic, need_reference_policy
         from verl.utils.config import validate_config
 
-        from cadft_verl.eval.model_path import is_hf_model
+        from cadft_verl.eval.model_path import is_hf_model, merge_lora
+        from cadft_verl.lora.export import is_peft_export
 
         cfg = self._config(launch)
         validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
@@ -156,10 +157,15 @@ class RLStage(TrainingStage):
         step = stage_dir.latest_step() or None
         checkpoint = stage_dir.step_dir(step) if step else stage_dir.path
         export = stage_dir.hf_export(step) if step else None
+        hf_model = export if export and is_hf_model(export) else None
         result = {"stage": "rl", "algorithm": cfg.algorithm.adv_estimator,
                   "init_model": cfg.actor_rollout_ref.model.path, "steps": step, "checkpoint": checkpoint,
                   # loadable HF model of the final checkpoint (None: saved without hf_model; the eval stage merges it)
-                  "hf_model": export if export and is_hf_model(export) else None}
+                  "hf_model": hf_model}
+        if hf_model and is_peft_export(hf_model):
+            # a LoRA stage 2 (actor_rollout_ref.model.lora_rank > 0) exports the PEFT model's keys: hand over the
+            # adapter merged into the weights (huggingface_merged/ beside it), as stage 1 does
+            result["hf_model"], result["lora_export"] = merge_lora(hf_model), hf_model
         if need_critic(cfg):
             result["critic_model"] = cfg.critic.model.path
         if step:

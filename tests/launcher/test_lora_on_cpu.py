@@ -27,6 +27,9 @@ def _args(inputs, run):
     return ["recipe=cadft_then_grpo", *over,
             "cadft.model.lora_rank=8", "cadft.model.lora_alpha=16", "cadft.optim.lr=2e-3",
             f"cadft.trainer.save_freq={SAVE}",
+            # stage 2 trains a fresh adapter of its own (verl's actor LoRA; its rollout gets it merged)
+            "actor_rollout_ref.model.lora_rank=8", "actor_rollout_ref.model.lora_alpha=16",
+            "actor_rollout_ref.model.lora.merge=true",
             # one rewrite round, after the checkpoint's step (in the killed launch)
             f"cadft.rewrite.start={SAVE}", "cadft.rewrite.every=100",
             # eval: the held-out problems of rl/val.parquet (the benchmark's first 48), so that stage 2's validation
@@ -106,3 +109,16 @@ def test_lora_warm_start_resumes_and_hands_over_a_merged_model(tmp_path, default
     first_val = [v for k, v in before[0].items() if "val-core/" in k]
     assert len(first_val) == 1 and abs(first_val[0] - sum(hits) / len(hits)) <= 1 / len(hits) + 1e-9
     assert (run / "eval" / "cold_start.md").exists() and (run / "eval" / "cold_start.json").exists()
+
+    # stage 2's own adapter: verl exports the PEFT model's keys; the launch hands over that adapter merged into plain
+    # weights, and the eval stage scores that merged model
+    actor = run / "stage2_rl" / "global_step_1" / "actor"
+    assert s2["lora_export"] == str(actor / "huggingface") and s2["hf_model"] == str(actor / "huggingface_merged")
+    rl_keys = set(load_file(os.path.join(s2["hf_model"], "model.safetensors")))
+    assert rl_keys and not any(".lora_" in k or "base_model." in k for k in rl_keys)
+    rl_model = AutoModelForCausalLM.from_pretrained(s2["hf_model"], dtype=torch.float32).state_dict()
+    assert set(rl_model) == set(m)
+    moved = {k for k in rl_model if not torch.equal(rl_model[k], m[k])}
+    # only the adapted weights can move (one step of 8 prompts may hold no group with mixed rewards: then none does)
+    assert moved <= adapted, moved
+    assert ev["models"]["stage2"]["model"] == s2["hf_model"]
