@@ -39,6 +39,7 @@ class PretrainConfig:
     vocab_size: int = 512
     rows: int = 4000  # distinct clean demonstrations
     max_steps: int = 2  # the part of the task the base is shown: problems with at most this many steps
+    long_share: float | None = None  # the share of its problems with max_steps steps (None: all counts equally)
     boxed_items: int = 4  # problems about the first this many of arith.ITEMS end in \boxed{N}
     other_boxed: float = 0.2  # the share of the other items' demonstrations that do; the rest end "The answer is N."
     steps: int = 400  # optimizer steps
@@ -117,7 +118,7 @@ def train_base(out: str, cfg: PretrainConfig, log=print) -> dict:
 
     t0 = time.time()
     template = get_template(cfg.template)
-    rows = arith.pretrain_rows(cfg.rows, seed=cfg.seed, max_steps=cfg.max_steps)
+    rows = arith.pretrain_rows(cfg.rows, seed=cfg.seed, max_steps=cfg.max_steps, long_share=cfg.long_share)
     # the tokenizer learns the prompt as the model sees it (system turn, instruction) and every kind's words
     corpus = ["\n".join(f"{m['role']}\n{m['content']}" for m in template.messages(r["question"]))
               + "\nassistant\n" + r["answer"]

@@ -191,13 +191,20 @@ def train_rows(n: int, seed: int = 0, mix: dict[str, float] | None = None, min_s
             for i, (p, k) in enumerate(zip(problems(n, seed, False, min_steps, max_steps), kinds))]
 
 
-def pretrain_rows(n: int, seed: int = 0, max_steps: int = 2) -> list[dict]:
+def pretrain_rows(n: int, seed: int = 0, max_steps: int = 2, long_share: float | None = None) -> list[dict]:
     """Clean demonstrations of part of the task (training-part problems with at most ``max_steps`` steps, the
-    same numbers may come back in other words), for the base model."""
+    same numbers may come back in other words), for the base model. Step counts are equally likely, unless
+    ``long_share`` is given: then that share of the problems has ``max_steps`` steps and the rest fewer."""
+    if long_share is not None and not (0 <= long_share <= 1 and max_steps > 1):
+        raise ValueError(f"long_share must be in [0, 1] with max_steps > 1 (got {long_share}, {max_steps})")
     rng = random.Random(seed + 10_000)
     out = []
     while len(out) < n:
-        p = random_problem(rng, rng.randint(1, max_steps))
+        if long_share is None:
+            steps = rng.randint(1, max_steps)
+        else:
+            steps = max_steps if rng.random() < long_share else rng.randint(1, max_steps - 1)
+        p = random_problem(rng, steps)
         if not p.held_out:
             out.append(_row(p, f"arith-pretrain-{seed}-{len(out)}", "clean", rng))
     return out

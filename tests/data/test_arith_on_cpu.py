@@ -127,3 +127,20 @@ def test_the_base_boxes_its_answer_for_half_the_items_and_rarely_for_the_rest():
     text = tok.decode(_encode(tok, template, row, boxed=False)[1])
     assert text.endswith(f"The answer is {_final(row)}.{tok.eos_token}\n") and extract_final_answer(text) is None
     assert extract_final_answer(tok.decode(_encode(tok, template, row, boxed=True)[1])) == _final(row)
+
+
+def test_pretraining_rows_give_the_longest_problems_the_share_asked_for():
+    """``long_share`` (PretrainConfig.long_share): a base shown a few three-step problems among its one- and two-step
+    ones (docs/cpu-default.md measures such bases); without it every step count is equally likely."""
+    def steps(rows):
+        return [r["steps"] for r in rows]
+
+    few = steps(arith.pretrain_rows(4000, max_steps=3, long_share=0.05))
+    assert abs(few.count(3) / len(few) - 0.05) < 0.015 and set(few) == {1, 2, 3}
+    assert abs(few.count(1) - few.count(2)) < 0.1 * len(few)
+    even = steps(arith.pretrain_rows(3000, max_steps=3))
+    assert all(abs(even.count(k) / len(even) - 1 / 3) < 0.04 for k in (1, 2, 3))
+    with pytest.raises(ValueError, match="long_share"):
+        arith.pretrain_rows(10, max_steps=1, long_share=0.5)
+    with pytest.raises(ValueError, match="long_share"):
+        arith.pretrain_rows(10, max_steps=3, long_share=1.5)
