@@ -226,9 +226,10 @@ def step_shifts(run, prompts, warm):
     prompt_ids = {q: tok(tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True),
                          add_special_tokens=False)["input_ids"] for q, m in messages.items()}
 
-    def policy(k):
-        path = warm if k == 0 else run / "stage2_rl" / f"global_step_{k}" / "actor" / "huggingface"
-        return AutoModelForCausalLM.from_pretrained(path).eval()
+    # policies[k]: the model after k updates (policies[0]: the warm start), each loaded once
+    policies = [AutoModelForCausalLM.from_pretrained(
+        warm if k == 0 else run / "stage2_rl" / f"global_step_{k}" / "actor" / "huggingface").eval()
+        for k in range(SIGNAL_STEPS + 1)]
 
     def mean_logprob(model, question, answer):
         prompt, ids = prompt_ids[question], tok(answer, add_special_tokens=False)["input_ids"]
@@ -242,7 +243,7 @@ def step_shifts(run, prompts, warm):
         for r in _rows(run / "rollouts" / f"{k}.jsonl"):  # decoded without special tokens: matched by the user's text
             (question,) = [q for q in messages if q in r["input"]]
             groups.setdefault(question, []).append(r)
-        before, after = policy(k - 1), policy(k)
+        before, after = policies[k - 1], policies[k]
         up, down = [], []
         for question, group in groups.items():
             mean = sum(r["score"] for r in group) / len(group)
