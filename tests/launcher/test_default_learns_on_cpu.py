@@ -188,7 +188,8 @@ SIGNAL_PROMPTS, SIGNAL_N, SIGNAL_STEPS, SIGNAL_LR = 16, 8, 4, 5e-5
 #: one rank from the default's stage-1 exports of three seeds (docs/cpu-default.md): GRPO +0.009, +0.007, +0.006, +0.006;
 #: +0.019, +0.006, +0.006, +0.006; +0.027, +0.009, +0.005, +0.005 (means +0.007 to +0.011); seed 0's advantages negated
 #: -0.006, -0.007, -0.006, -0.007; from the main job's own stage 1 (this test), +0.022, +0.006, +0.004, +0.010 and negated
-#: -0.041, -0.012, -0.013, -0.011. At lr 5e-4 one seed's first update already overshot (-0.058): above the first-order
+#: -0.041, -0.012, -0.013, -0.011; another run of this test +0.021, +0.013, +0.003, +0.007 and negated -0.030, -0.020,
+#: -0.014, -0.022. At lr 5e-4 one seed's first update already overshot (-0.058): above the first-order
 #: regime the sign is no longer the objective's.
 MIN_SHIFT = 0.003
 
@@ -248,7 +249,9 @@ def step_shifts(run, prompts, warm):
         for question, group in groups.items():
             mean = sum(r["score"] for r in group) / len(group)
             for r in group:
-                if r["score"] != mean:
+                # an answer that is only the end-of-turn token decodes (without special tokens) to no text: no
+                # token of it is left to score
+                if r["score"] != mean and r["output"]:
                     change = mean_logprob(after, question, r["output"]) - mean_logprob(before, question, r["output"])
                     (up if r["score"] > mean else down).append(change)
         assert up and down, f"no group of step {k} had mixed rewards"
