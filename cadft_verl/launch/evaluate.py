@@ -27,14 +27,12 @@ from dataclasses import asdict
 
 from cadft_verl.eval.config import MODELS, EvalConfig
 from cadft_verl.eval.model_path import model_fingerprint, resolve_model
+from cadft_verl.launch.rl import algorithm_name
 from cadft_verl.launch.run_dir import RunDir
 from cadft_verl.launch.stage import Launch, Stage
 from cadft_verl.utils.files import read_json, write_json
 
 #: the report's name of an RL stage by verl's algorithm.adv_estimator (GAE advantages with a critic: PPO)
-ALGORITHM_NAMES = {"gae": "ppo"}
-
-
 def _block(config) -> dict:
     """The ``eval`` block, typed and validated (``cadft_verl.eval.config.EvalConfig``), as a dict."""
     return asdict(EvalConfig.from_config(config))
@@ -169,7 +167,7 @@ def find_models(config, run: RunDir, results: dict) -> list[dict]:
         source = s2.get("hf_model") or s2["checkpoint"]
         prefix = f"{s1.get('loss', loss)}+" if s1 else ""
         algorithm = s2.get("algorithm", algo)
-        out.append({"label": "stage2", "display": f"stage 2: {prefix}{ALGORITHM_NAMES.get(algorithm, algorithm)}",
+        out.append({"label": "stage2", "display": f"stage 2: {prefix}{algorithm_name(algorithm)}",
                     "source": source})
     return out
 

@@ -24,6 +24,14 @@ from cadft_verl.launch.progress import STAGE2_KEYS, HistoryWatcher, SignalAlarm
 from cadft_verl.launch.run_dir import RunDir, StageDir, step_of
 from cadft_verl.launch.stage import Launch, TrainingStage, experiment, with_file_logger
 
+#: verl's advantage estimator -> the RL algorithm's name users know (progress, messages, the report's rows)
+ALGORITHM_NAMES = {"gae": "ppo"}
+
+
+def algorithm_name(adv_estimator: str) -> str:
+    return ALGORITHM_NAMES.get(adv_estimator, adv_estimator)
+
+
 #: a metric verl logs for every training step of stage 2 (not for a validation alone)
 TRAINED_KEY = "training/global_step"
 # stage 2 saves only its final checkpoint when trainer.save_freq <= 0 (verl would save none)
@@ -141,7 +149,7 @@ class RLStage(TrainingStage):
         metrics_history.keep_until(history, resume)
         if resume:
             print(f"[cadft-verl] stage 2 resumes from step {resume} ({cfg.trainer.default_local_dir})", flush=True)
-        label, total = f"stage 2 ({cfg.algorithm.adv_estimator})", stage2_total_steps(cfg)
+        label, total = f"stage 2 ({algorithm_name(cfg.algorithm.adv_estimator)})", stage2_total_steps(cfg)
         print(f"[cadft-verl] {label}: {total or '?'} steps of verl's trainer from {cfg.actor_rollout_ref.model.path} "
               f"(checkpoints in {cfg.trainer.default_local_dir}, metrics in {history})", flush=True)
         # groups of one response (rollout.n = 1) are never mixed: the share says nothing then, and warns of nothing
@@ -173,5 +181,5 @@ class RLStage(TrainingStage):
         return result
 
     def label(self, launch: Launch) -> str:
-        return f"stage 2 ({launch.config.algorithm.adv_estimator})"
+        return f"stage 2 ({algorithm_name(launch.config.algorithm.adv_estimator)})"
 

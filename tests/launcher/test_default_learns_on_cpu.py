@@ -4,10 +4,11 @@
 the pretrained base): CADFT with rewrite rounds through verl's vLLM rollout replica, verl's GRPO from the stage-1
 export, the eval stage and its report; then a rerun, which finds every stage done and starts no worker.
 
-Then two short stage-2 launches (`recipe=grpo stages=[rl]`) from that run's stage-1 export, on one fixed set of
-prompts: verl's GRPO, and the same with its advantages negated (a test-only estimator, tests/launcher/sabotage). The
-check on the first must fail on the second: that each update raised the log-probability of its step's rewarded
-answers above that of the unrewarded ones.
+The main job is the session's fixture ``default_run`` (tests/launcher/conftest.py): verl's PPO starts from its stage-1
+export too (test_ppo_on_cpu.py). Here, two short stage-2 launches (`recipe=grpo stages=[rl]`) from that export, on one
+fixed set of prompts: verl's GRPO, and the same with its advantages negated (a test-only estimator,
+tests/launcher/sabotage). The check on the first must fail on the second: that each update raised the log-probability
+of its step's rewarded answers above that of the unrewarded ones.
 """
 
 import json
@@ -15,6 +16,7 @@ import os
 
 import pandas as pd
 import pytest
+from launch import MAIN_JOB_RL_STEPS as RL_STEPS
 from launch import ONE_RANK, launch
 from sabotage import negated_advantage_environment
 
@@ -22,7 +24,6 @@ from cadft_verl.demo.cpu_default import launch_overrides
 
 pytestmark = pytest.mark.vllm  # rewriting and stage 2 need vLLM (tests/conftest.py skips it where it is missing)
 
-RL_STEPS = 4
 
 
 def _rows(path):
@@ -34,26 +35,6 @@ def _score(rows, key_part):
     keys = [k for k in rows if key_part in k]
     assert len(keys) == 1, (key_part, sorted(rows))
     return rows[keys[0]]
-
-
-@pytest.fixture(scope="module")
-def default_run(tmp_path_factory, default_inputs):
-    run = tmp_path_factory.mktemp("default") / "run"
-    args = ["recipe=cadft_then_grpo",
-            *launch_overrides(default_inputs["data"], default_inputs["model"], str(run), rl_steps=RL_STEPS),
-            "trainer.save_freq=-1"]  # verl's default (no checkpoint): the launch still saves the final one
-    proc = launch(args, timeout=1500)
-    metrics = run / "metrics" / "cadft-verl"
-    out = {"run": run, "proc": proc, "summary": json.loads((run / "summary.json").read_text()),
-           "data": default_inputs["data"], "stage1": run / "stage1_cadft",
-           "stage1_metrics": _rows(metrics / "cadft_then_grpo_stage1.jsonl"),
-           "stage2_metrics": _rows(metrics / "cadft_then_grpo_stage2.jsonl")}
-    first_log = (run / "launch.log").stat().st_size  # the console's log; each launch appends to it
-    out["rerun"] = launch(args, timeout=600)
-    with open(run / "launch.log", errors="replace") as f:
-        f.seek(first_log)
-        out["rerun_log"] = f.read()
-    return out
 
 
 def test_stage2_trains_from_the_stage1_export_and_a_rerun_redoes_nothing(default_run):
@@ -183,13 +164,14 @@ def test_the_report_scores_base_warm_start_and_rl_model_and_ends_the_console(def
 # reward (reward_kwargs.check_chain, cadft_verl.reward.chain), a checkpoint after every step and the rollouts dumped
 # (trainer.rollout_data_dir). Its measure is what GRPO's objective asks each update to do: raise the log-probability of
 # the step's answers that scored above their group's mean over that of the ones that scored below it.
-SIGNAL_PROMPTS, SIGNAL_N, SIGNAL_STEPS, SIGNAL_LR = 16, 8, 4, 5e-5
+SIGNAL_PROMPTS, SIGNAL_N, SIGNAL_STEPS, SIGNAL_LR = 16, 8, 3, 5e-5
 #: the least mean shift (nats per token) a working update must show; every step's must also be above 0. Measured at
 #: one rank from the default's stage-1 exports of three seeds (docs/cpu-default.md): GRPO +0.009, +0.007, +0.006, +0.006;
 #: +0.019, +0.006, +0.006, +0.006; +0.027, +0.009, +0.005, +0.005 (means +0.007 to +0.011); seed 0's advantages negated
 #: -0.006, -0.007, -0.006, -0.007; from the main job's own stage 1 (this test), +0.022, +0.006, +0.004, +0.010 and negated
 #: -0.041, -0.012, -0.013, -0.011; another run of this test +0.021, +0.013, +0.003, +0.007 and negated -0.030, -0.020,
-#: -0.014, -0.022. At lr 5e-4 one seed's first update already overshot (-0.058): above the first-order
+#: -0.014, -0.022; at 3 steps +0.024, +0.012, +0.003 and negated -0.021, -0.013, -0.015. At lr 5e-4 one seed's first
+#: update already overshot (-0.058): above the first-order
 #: regime the sign is no longer the objective's.
 MIN_SHIFT = 0.003
 
@@ -197,16 +179,17 @@ MIN_SHIFT = 0.003
 def test_the_report_has_greedy_and_rl_readiness_and_stage2_logs_its_signal(default_run):
     report = json.loads((default_run["run"] / "eval" / "cold_start.json").read_text())
     md = (default_run["run"] / "eval" / "cold_start.md").read_text()
-    assert "| model | benchmark | greedy | avg@8 | pass@8 | headroom (pass@8 − avg@8) | entropy (nats/token) |" in md
+    assert "| model | benchmark | greedy | avg@4 | pass@4 | headroom (pass@4 − avg@4) | entropy (nats/token) |" in md
     for label in ("base", "stage1", "stage2"):
         m = report["models"][label]
         assert 0.0 <= m["values"]["arith"] <= 1.0  # the greedy score
         ready = m["readiness"]
-        assert ready["k"] == 8 and list(ready["benchmarks"]) == ["arith"]
+        assert ready["k"] == 4 and list(ready["benchmarks"]) == ["arith"]
         r = ready["benchmarks"]["arith"]
         assert 0.0 <= r["avg"]["mean"] <= r["pass"]["mean"] <= 1.0 and r["headroom"]["mean"] >= 0.0
         assert r["entropy"]["mean"] > 0.0 and all(r[c]["se"] >= 0.0 for c in ("avg", "pass", "headroom", "entropy"))
-    # sampled at temperature 1, the warm start solves more problems in 8 tries than in one (room for RL)
+    # sampled at temperature 1, the warm start solves more problems in 4 tries than in one (room for RL; measured
+    # pass@4 0.56 against avg@4 0.31)
     warm = report["models"]["stage1"]["readiness"]["benchmarks"]["arith"]
     assert warm["pass"]["mean"] > warm["avg"]["mean"] + 0.1
     steps = [r["data"] for r in default_run["stage2_metrics"] if "actor/pg_loss" in r["data"]]
@@ -297,7 +280,7 @@ def signal_runs(tmp_path_factory, default_run):
 
 def test_each_rl_update_raises_the_rewarded_answers_and_the_check_fails_when_the_advantages_are_negated(signal_runs):
     """Every GRPO update makes the answers its step rewarded more likely than the ones it did not (learning, at the
-    policy: in 4 steps of this size the training reward itself moves less than its sampling noise, docs/cpu-default.md),
+    policy: in a few steps of this size the training reward itself moves less than its sampling noise, docs/cpu-default.md),
     and the same check fails on an update whose advantages are negated."""
     shifts = signal_runs["grpo"]["shifts"]
     assert len(shifts) == SIGNAL_STEPS and min(shifts) > 0 and sum(shifts) / len(shifts) > MIN_SHIFT, shifts

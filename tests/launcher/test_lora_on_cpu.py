@@ -1,4 +1,5 @@
-"""The one launch with a LoRA warm start (cadft.model.lora_rank=8) on the embedded CPU default, killed in stage 1 and
+"""The one launch with a LoRA warm start (cadft.model.lora_rank=8) on the embedded CPU default, one of its Ray actor
+workers killed in stage 1 (SIGKILL, as the OOM killer would: the launch's watchdog stops it, naming the worker) and
 rerun: stage 1 trains only the adapter (its rewrite round generating through verl's vLLM rollout with the adapter
 merged into the weights), resumes from its checkpoint with the same adapter, and hands over a merged model that
 transformers loads and stage 2 (verl's GRPO on vLLM) starts from; the eval stage writes the report. Bad LoRA input:
@@ -10,7 +11,7 @@ import os
 import pandas as pd
 import pytest
 import torch
-from launch import ONE_RANK, launch, launch_and_kill_when
+from launch import ONE_RANK, launch, launch_and_kill_a_worker_when
 
 from cadft_verl.demo.cpu_default import launch_overrides
 
@@ -53,12 +54,26 @@ def test_lora_warm_start_resumes_and_hands_over_a_merged_model(tmp_path, default
         return tracker.exists() and tracker.read_text().strip() == str(SAVE) and \
             any(r["step"] == SAVE + 1 for r in _rows(history))
 
-    assert launch_and_kill_when(args, past_checkpoint, timeout=900), "stage 1 never got past its checkpoint"
+    fault = launch_and_kill_a_worker_when(args, past_checkpoint, timeout=900)
+    assert fault["ok"], "stage 1 never got past its checkpoint"
     assert not (run / "stage1_cadft" / "COMPLETE.json").exists()
+    # the watchdog stopped the launch within a minute (not a hang), naming the dead worker and the way on
+    pid, title = fault["killed"]
+    assert fault["seconds"] is not None and fault["seconds"] < 60 and fault["rc"] != 0, fault
+    log = (run / "launch.log").read_text(errors="replace")
+    message = [line for line in log.splitlines() if "stage 1 (cadft) stopped after step" in line]
+    assert message and f"(pid {pid}) died: " in message[-1], (fault, log[-3000:])
+    assert "resumes from its last checkpoint when the launch is rerun" in message[-1]
     killed = {r["step"]: r["data"] for r in _rows(history)}
     proc = launch(args, timeout=1500)
-    log = (run / "launch.log").read_text(errors="replace")
-    assert f"stage 1 resumes from {run / 'stage1_cadft' / f'global_step_{SAVE}'}" in proc.stdout + log
+    # the resumed launch's console: the log file first, stage 1's progress from its checkpoint on, Ray's output only
+    # in the log
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"[cadft-verl] full log (Ray, vLLM, verl): {run / 'launch.log'}"
+    assert f"stage 1 resumes from {run / 'stage1_cadft' / f'global_step_{SAVE}'}" in proc.stdout
+    bars = [line for line in lines if line.startswith("stage 1 (cadft) [")]
+    assert [b.split("]")[1].split()[0] for b in bars] == [f"{s}/{STEPS}" for s in range(SAVE + 1, STEPS + 1)], bars
+    assert "Started a local Ray instance" not in proc.stdout + proc.stderr
 
     rows = {r["step"]: r["data"] for r in _rows(history)}
     assert sorted(rows) == list(range(1, STEPS + 1))

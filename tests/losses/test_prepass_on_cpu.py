@@ -89,7 +89,6 @@ def test_prepass_weights_equal_exact_in_loss_weights_at_4_and_8_micro_batches(tm
         "1micro_in_loss": (8, []),  # statistics from the training forward itself: the current exact ones
         "4micro_scale1": (2, ["cadft.prepass_micro_batch_scale=1"]),
         "8micro_auto": (1, ["cadft.prepass_micro_batch_scale=auto"]),
-        "4micro_scale4": (2, ["cadft.prepass_micro_batch_scale=4"]),  # the former default
         # the scoring forward's other layouts: verl's fused log-probs, and padded (not packed) sequences
         "4micro_fused": (2, ["model.use_fused_kernels=True"]),
         "4micro_padded": (2, ["model.use_remove_padding=False"]),
