@@ -32,7 +32,7 @@ from cadft_verl.launch.run_dir import RunDir
 from cadft_verl.launch.stage import Launch, Stage
 from cadft_verl.utils.files import read_json, write_json
 
-#: the report's name of an RL stage by verl's algorithm.adv_estimator (GAE advantages with a critic: PPO)
+
 def _block(config) -> dict:
     """The ``eval`` block, typed and validated (``cadft_verl.eval.config.EvalConfig``), as a dict."""
     return asdict(EvalConfig.from_config(config))

@@ -35,7 +35,8 @@ def test_ppo_trains_actor_and_critic_from_the_stage1_export(tmp_path, default_ru
     # the first validation (before step 1, greedy, on rl/val.parquet: the arith benchmark's first problems) scores the
     # stage-1 model as the main job's eval stage measured it, not the base
     ev = default_run["summary"]["results"]["eval"]
-    ids = {f"arith-test-{i}" for i in range(len(pd.read_parquet(os.path.join(default_run["data"], "rl", "val.parquet"))))}
+    val = pd.read_parquet(os.path.join(default_run["data"], "rl", "val.parquet"))
+    ids = {f"arith-test-{i}" for i in range(len(val))}
     acc = {}
     for label in ("base", "stage1"):
         samples = _rows(os.path.join(os.path.dirname(ev["models"][label]["metrics"]), "samples.jsonl"))
