@@ -39,10 +39,6 @@ def study_args(out):
             *ONE_RANK]
 
 
-def _lines(path):
-    return [line for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
 def _sections(console):
     """The console.log of a run, one part per launch of it (each starts with the study's ``=====`` line)."""
     parts = console.read_text().split("\n===== ")
