@@ -8,10 +8,7 @@ import pytest
 from launch import MAIN_JOB_RL_STEPS, launch
 
 from cadft_verl.demo.cpu_default import launch_overrides
-
-
-def _rows(path):
-    return [json.loads(line) for line in open(path)]
+from cadft_verl.utils.files import read_jsonl
 
 
 @pytest.fixture(scope="session")
@@ -27,8 +24,8 @@ def default_run(tmp_path_factory, default_inputs):
     metrics = run / "metrics" / "cadft-verl"
     out = {"run": run, "proc": proc, "summary": json.loads((run / "summary.json").read_text()),
            "data": default_inputs["data"], "stage1": run / "stage1_cadft",
-           "stage1_metrics": _rows(metrics / "cadft_then_grpo_stage1.jsonl"),
-           "stage2_metrics": _rows(metrics / "cadft_then_grpo_stage2.jsonl")}
+           "stage1_metrics": read_jsonl(str(metrics / "cadft_then_grpo_stage1.jsonl")),
+           "stage2_metrics": read_jsonl(str(metrics / "cadft_then_grpo_stage2.jsonl"))}
     first_log = (run / "launch.log").stat().st_size  # the console's log; each launch appends to it
     out["rerun"] = launch(args, timeout=600)
     with open(run / "launch.log", errors="replace") as f:

@@ -25,7 +25,6 @@ from cadft_verl.demo.cpu_default import launch_overrides
 pytestmark = pytest.mark.vllm  # rewriting and stage 2 need vLLM (tests/conftest.py skips it where it is missing)
 
 
-
 def _rows(path):
     return [json.loads(line) for line in open(path)]
 
@@ -171,8 +170,7 @@ SIGNAL_PROMPTS, SIGNAL_N, SIGNAL_STEPS, SIGNAL_LR = 16, 8, 3, 5e-5
 #: -0.006, -0.007, -0.006, -0.007; from the main job's own stage 1 (this test), +0.022, +0.006, +0.004, +0.010 and negated
 #: -0.041, -0.012, -0.013, -0.011; another run of this test +0.021, +0.013, +0.003, +0.007 and negated -0.030, -0.020,
 #: -0.014, -0.022; at 3 steps +0.024, +0.012, +0.003 and negated -0.021, -0.013, -0.015. At lr 5e-4 one seed's first
-#: update already overshot (-0.058): above the first-order
-#: regime the sign is no longer the objective's.
+#: update already overshot (-0.058): above the first-order regime the sign is no longer the objective's.
 MIN_SHIFT = 0.003
 
 

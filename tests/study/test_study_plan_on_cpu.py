@@ -209,3 +209,29 @@ def test_a_run_streams_its_console_to_its_log_and_the_progress_line(tmp_path, mo
     log = open(result["console"]).read()
     assert "stage 2 (grpo) [#---] 1/4" in log and log.startswith("\n===== ")
     assert json.load(open(os.path.join(run.run_dir, "study_run.json")))["overrides"] == run.overrides
+
+
+def test_the_base_models_evaluation_is_copied_into_later_runs_from_the_same_base_only(tmp_path):
+    """A study evaluates its base model once: a finished run's ``eval/base`` (and ``eval/base_readiness``) is copied
+    into a later run from the same base before its launch (the launch's eval stage then reuses it, under the same
+    fingerprint and settings); a run from another base gets nothing. The launches: test_study_on_cpu.py, one seed."""
+    from cadft_verl.study.plan import Run
+    from cadft_verl.study.runner import share_base_eval
+
+    def run(name, model):
+        return Run(name, 0, "cadft_then_grpo", str(tmp_path / name),
+                   ["recipe=cadft_then_grpo", f"actor_rollout_ref.model.path={model}"])
+
+    first, same, other = run("first", "/models/base"), run("same", "/models/base"), run("other", "/models/another")
+    for folder in ("base", "base_readiness"):
+        evaluated = tmp_path / "first" / "eval" / folder
+        (evaluated / "merged_model").mkdir(parents=True)
+        (evaluated / "eval_key.json").write_text("{}")
+        (evaluated / "metrics.json").write_text(json.dumps({"folder": folder}))
+    assert share_base_eval(same, [first]) == str(tmp_path / "first" / "eval" / "base")
+    for folder in ("base", "base_readiness"):
+        copied = tmp_path / "same" / "eval" / folder
+        assert json.loads((copied / "metrics.json").read_text()) == {"folder": folder}
+        assert (copied / "eval_key.json").exists() and not (copied / "merged_model").exists()
+    assert share_base_eval(same, [first]) is None  # its own evaluation is there now: kept
+    assert share_base_eval(other, [first]) is None and not (tmp_path / "other").exists()
