@@ -70,7 +70,8 @@ def test_stage2_starts_from_the_stage1_model_and_grpo_learns_from_nonzero_reward
     assert before, "no validation before stage 2's first step"
     first_val = _score(before[0], "val-core/")
     assert abs(first_val - per_model["stage1"]) <= 0.03, (first_val, per_model)  # vLLM vs transformers: 1 problem
-    assert abs(first_val - per_model["base"]) >= 0.1, (first_val, per_model)  # measured 0.40 against 0.21
+    # measured 0.73 against the base's 0.50 (the README's sizes, 3 seeds: 0.63-0.71)
+    assert abs(first_val - per_model["base"]) >= 0.06, (first_val, per_model)
     # GRPO had something to learn from: rewards in (0, 1) (the outcome reward, the default; measured 0.09-0.53 a
     # step) and a gradient exactly where a prompt's answers were not all equally rewarded. GRPO learns from those
     # groups only (no KL or entropy term here), so a step without one has a zero gradient: at 8 prompts x 4 that
@@ -81,23 +82,34 @@ def test_stage2_starts_from_the_stage1_model_and_grpo_learns_from_nonzero_reward
     assert all(0 <= r <= 1 for r in rewards) and 0 < sum(rewards) / len(rewards) < 1, rewards
     learned = [(s["cadft/group_signal_share"], s["actor/grad_norm"]) for s in steps]
     assert all((share > 0) == (grad > 0) for share, grad in learned), learned
-    assert sum(share > 0 for share, _ in learned) >= RL_STEPS // 2, learned  # measured: 3 or 4 of 4 steps
+    assert sum(share > 0 for share, _ in learned) >= RL_STEPS // 2, learned  # measured: 8 of 8 steps
+
+
+def _held_out(default_run, label):
+    """(greedy accuracy, share without an answer) of one model on the 150 held-out problems, from the eval stage."""
+    ev = default_run["summary"]["results"]["eval"]
+    samples = [s for s in _rows(os.path.join(os.path.dirname(ev["models"][label]["metrics"]), "samples.jsonl"))
+               if s["benchmark"] == "arith"]
+    assert len(samples) == 150
+    return sum(s["correct"] for s in samples) / len(samples), sum(s["no_answer"] for s in samples) / len(samples)
 
 
 def test_the_warm_start_beats_the_base_on_the_held_out_task(default_run):
-    """Stage 1 teaches what the base lacks: the base gives its answer in the requested \\boxed{} form only for some
-    problems (demo/pretrain.py), and after CADFT every answer is boxed and more of them are right. Measured: 18.0%
-    (no answer 54.7%) -> 32.0% (no answer 0%) on the 150 held-out problems; the margins are half of that."""
-    ev = default_run["summary"]["results"]["eval"]
-    acc, no_answer = {}, {}
-    for label in ("base", "stage1"):
-        samples = [s for s in _rows(os.path.join(os.path.dirname(ev["models"][label]["metrics"]), "samples.jsonl"))
-                   if s["benchmark"] == "arith"]
-        assert len(samples) == 150
-        acc[label] = sum(s["correct"] for s in samples) / len(samples)
-        no_answer[label] = sum(s["no_answer"] for s in samples) / len(samples)
-    assert acc["stage1"] >= acc["base"] + 0.07, acc
-    assert no_answer["base"] > 0.25 and no_answer["stage1"] < 0.05, no_answer
+    """Stage 1 starts the lesson the base lacks: the base gives its answer in the requested \\boxed{} form only for
+    some problems (demo/pretrain.py), and after CADFT more answers are boxed and right. Measured over 3 seeds (docs/
+    cpu-default.md): 44.0% right (no answer 54.7%) -> 64.7%, 70.0%, 58.7% (no answer 34.7%, 29.3%, 41.3%)."""
+    (base, base_none), (warm, warm_none) = _held_out(default_run, "base"), _held_out(default_run, "stage1")
+    assert warm >= base + 0.07, (base, warm)
+    assert base_none > 0.25 and warm_none <= base_none - 0.07, (base_none, warm_none)
+
+
+def test_grpo_raises_the_held_out_score_of_the_warm_start(default_run):
+    """Stage 2 finishes the lesson: GRPO's few steps box the answers stage 1 left unboxed, on held-out problems it
+    never trained on. Measured: the README's 16 steps gave +32.7, +29.3 and +41.3 points over 3 seeds
+    (docs/cpu-default.md); this run's MAIN_JOB_RL_STEPS (8) gave +27.3 (70.7 -> 98.0; no answer 28.7% -> 1.3%). A
+    stage 2 that skipped its weight sync, or whose update did nothing, scores what stage 1 scored."""
+    (warm, warm_none), (rl, rl_none) = _held_out(default_run, "stage1"), _held_out(default_run, "stage2")
+    assert rl >= warm + 0.1 and rl_none <= warm_none - 0.1, (warm, rl, warm_none, rl_none)
 
 
 def test_cadft_down_weights_the_incompatible_demonstrations(default_run):
@@ -125,10 +137,11 @@ def test_a_rewrite_is_accepted_and_then_trained_on(default_run):
     accepted = [r for r in audit if r["accepted"]]
     assert accepted, f"no rewrite accepted among {len(audit)} candidates"
     # the rounds sampled through verl's vLLM rollout replica (4 answers per drawn candidate), and verification
-    # rejected the wrong ones: a candidate whose answers all fail keeps its original target
+    # rejected the wrong ones (some sampled answers did not verify; measured 21 of 76 in one run): a rewrite is an
+    # answer that verified, and a candidate whose answers all fail keeps its original target
     assert all(r["generated"] == 4 for r in audit if r["generated"])
-    assert any(not r["accepted"] and r["generated"] and r["verified"] == 0 and "verifies" in r["reason"]
-               for r in audit)
+    assert sum(r["generated"] - r["verified"] for r in audit) > 0 and all(r["verified"] > 0 for r in accepted)
+    assert all(not r["accepted"] and "verifies" in r["reason"] for r in audit if r["generated"] and not r["verified"])
     assert all(r["data"].get("stage1/rewrite/failed", 0) == 0 for r in default_run["stage1_metrics"])
     model = default_run["summary"]["results"]["stage1"]["hf_model"]
     cfg = OmegaConf.create({"pad_mode": "no_padding", "truncation": "right", "max_length": 256})
@@ -151,7 +164,8 @@ def test_the_report_scores_base_warm_start_and_rl_model_and_ends_the_console(def
     report = json.loads(open(ev["report"]["json"]).read())
     assert "arith" in report["benchmarks"]
     for label in ("base", "stage1", "stage2"):
-        assert 0 < report["models"][label]["values"]["arith"] < 1  # the task is neither unsolved nor solved
+        # the task is neither unsolved nor solved before RL (RL may solve it: 16 steps did once in 3 seeds)
+        assert 0 < report["models"][label]["values"]["arith"] < (1 if label != "stage2" else 1.001)
     # the console ends with the report: the table, then where the files are
     assert out.index("run finished") < out.index("| stage 2: cadft+grpo |") < out.index("[cadft-verl] cold-start report:")
     for key in ("md", "png", "json"):
@@ -163,15 +177,14 @@ def test_the_report_scores_base_warm_start_and_rl_model_and_ends_the_console(def
 # reward (reward_kwargs.check_chain, cadft_verl.reward.chain), a checkpoint after every step and the rollouts dumped
 # (trainer.rollout_data_dir). Its measure is what GRPO's objective asks each update to do: raise the log-probability of
 # the step's answers that scored above their group's mean over that of the ones that scored below it.
-SIGNAL_PROMPTS, SIGNAL_N, SIGNAL_STEPS, SIGNAL_LR = 16, 8, 3, 5e-5
-#: the least mean shift (nats per token) a working update must show; every step's must also be above 0. Measured at
-#: one rank from the default's stage-1 exports of three seeds (docs/cpu-default.md): GRPO +0.009, +0.007, +0.006, +0.006;
-#: +0.019, +0.006, +0.006, +0.006; +0.027, +0.009, +0.005, +0.005 (means +0.007 to +0.011); seed 0's advantages negated
-#: -0.006, -0.007, -0.006, -0.007; from the main job's own stage 1 (this test), +0.022, +0.006, +0.004, +0.010 and negated
-#: -0.041, -0.012, -0.013, -0.011; another run of this test +0.021, +0.013, +0.003, +0.007 and negated -0.030, -0.020,
-#: -0.014, -0.022; at 3 steps +0.024, +0.012, +0.003 and negated -0.021, -0.013, -0.015. At lr 5e-4 one seed's first
-#: update already overshot (-0.058): above the first-order regime the sign is no longer the objective's.
-MIN_SHIFT = 0.003
+SIGNAL_PROMPTS, SIGNAL_N, SIGNAL_STEPS, SIGNAL_LR = 16, 8, 3, 1e-4  # the lr of the default's GRPO (cpu_default.RL_LR)
+#: the least mean shift (nats per token) a working update must show; every step's must also be above 0. On today's
+#: default (docs/cpu-default.md), where a rewarded answer differs from an unrewarded one mostly in its last line (the
+#: boxed answer), from the main job's stage 1: at lr 1e-4 GRPO +0.0055, +0.0053, +0.0038 and negated -0.0022, -0.0010,
+#: -0.0027; at lr 5e-5 GRPO +0.0019, +0.0012, +0.0019 and negated -0.0013, -0.0010, -0.0067. On the previous default
+#: (lr 5e-5, 10 runs, bound 0.003) GRPO's means were +0.007 to +0.013 and the negated ones -0.007 to -0.022; at lr 5e-4
+#: one seed's first update overshot (-0.058): above the first-order regime the sign is no longer the objective's.
+MIN_SHIFT = 0.001
 
 
 def test_the_report_has_greedy_and_rl_readiness_and_stage2_logs_its_signal(default_run):
@@ -187,7 +200,7 @@ def test_the_report_has_greedy_and_rl_readiness_and_stage2_logs_its_signal(defau
         assert 0.0 <= r["avg"]["mean"] <= r["pass"]["mean"] <= 1.0 and r["headroom"]["mean"] >= 0.0
         assert r["entropy"]["mean"] > 0.0 and all(r[c]["se"] >= 0.0 for c in ("avg", "pass", "headroom", "entropy"))
     # sampled at temperature 1, the warm start solves more problems in 4 tries than in one (room for RL; measured
-    # pass@4 0.56 against avg@4 0.31)
+    # pass@4 0.96 against avg@4 0.72)
     warm = report["models"]["stage1"]["readiness"]["benchmarks"]["arith"]
     assert warm["pass"]["mean"] > warm["avg"]["mean"] + 0.1
     steps = [r["data"] for r in default_run["stage2_metrics"] if "actor/pg_loss" in r["data"]]

@@ -46,7 +46,7 @@ def test_ppo_trains_actor_and_critic_from_the_stage1_export(tmp_path, default_ru
     metrics = _rows(run / "metrics" / "cadft-verl" / "cadft_then_ppo_stage2.jsonl")
     first_val = [v for r in metrics if r["step"] == 0 for k, v in r["data"].items() if k.startswith("val-core/")]
     assert len(first_val) == 1 and abs(first_val[0] - acc["stage1"]) <= 0.03, (first_val, acc)  # vLLM vs HF: 1 problem
-    assert abs(first_val[0] - acc["base"]) >= 0.1, (first_val, acc)  # measured 0.375 against 0.25
+    assert abs(first_val[0] - acc["base"]) >= 0.06, (first_val, acc)  # measured 0.73 against 0.50
     # PPO learned from something at every step: non-zero actor and critic gradients (GAE's advantages come from the
     # critic's values, so a step whose answers were all wrong still has them) and a value loss; rewards in (0, 1) over
     # the steps (one step of 8 answers all wrong is possible at these sizes)
