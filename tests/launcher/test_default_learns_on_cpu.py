@@ -72,7 +72,7 @@ def test_stage2_starts_from_the_stage1_model_and_grpo_learns_from_nonzero_reward
     assert abs(first_val - per_model["stage1"]) <= 0.03, (first_val, per_model)  # vLLM vs transformers: 1 problem
     # measured 0.73 against the base's 0.50 (the README's sizes, 3 seeds: 0.63-0.71)
     assert abs(first_val - per_model["base"]) >= 0.06, (first_val, per_model)
-    # GRPO had something to learn from: rewards in (0, 1) (the outcome reward, the default; measured 0.09-0.53 a
+    # GRPO had something to learn from: rewards in (0, 1) (the outcome reward, the default; measured 0.72-0.94 a
     # step) and a gradient exactly where a prompt's answers were not all equally rewarded. GRPO learns from those
     # groups only (no KL or entropy term here), so a step without one has a zero gradient: at 8 prompts x 4 that
     # happens (a CI rehearsal had 4 right answers all in one group, signal share 0 and grad norm 0.0 at step 3)
@@ -163,9 +163,9 @@ def test_the_report_scores_base_warm_start_and_rl_model_and_ends_the_console(def
     assert set(ev["models"]) == {"base", "stage1", "stage2"}
     report = json.loads(open(ev["report"]["json"]).read())
     assert "arith" in report["benchmarks"]
-    for label in ("base", "stage1", "stage2"):
-        # the task is neither unsolved nor solved before RL (RL may solve it: 16 steps did once in 3 seeds)
-        assert 0 < report["models"][label]["values"]["arith"] < (1 if label != "stage2" else 1.001)
+    score = {label: report["models"][label]["values"]["arith"] for label in ("base", "stage1", "stage2")}
+    # the task is neither unsolved nor solved before RL; RL may solve it (the README's 16 steps did in 1 of 3 seeds)
+    assert 0 < score["base"] < 1 and 0 < score["stage1"] < 1 and 0 < score["stage2"] <= 1, score
     # the console ends with the report: the table, then where the files are
     assert out.index("run finished") < out.index("| stage 2: cadft+grpo |") < out.index("[cadft-verl] cold-start report:")
     for key in ("md", "png", "json"):
