@@ -81,7 +81,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="runs get only the given overrides, not the embedded CPU default's")
     ap.add_argument("--stage1-steps", type=int, default=None,
                     help="embedded default: stage-1 steps (default: its two epochs)")
-    ap.add_argument("--rl-steps", type=int, default=None, help="embedded default: stage-2 steps (default: 8)")
+    ap.add_argument("--rl-steps", type=int, default=None,
+                    help="embedded default: stage-2 steps (default: cpu_default.RL_STEPS, 16)")
     ap.add_argument("--keep-going", action="store_true", help="go on with the other runs after a failed one")
     ap.add_argument("overrides", nargs="*", help="hydra overrides (key=value) for every run")
     args = ap.parse_args(argv)

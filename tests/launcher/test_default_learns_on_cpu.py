@@ -16,6 +16,7 @@ import os
 
 import pandas as pd
 import pytest
+from handover import assert_first_validation_is_the_stage1_model, eval_accuracy_on_val
 from launch import MAIN_JOB_RL_STEPS as RL_STEPS
 from launch import ONE_RANK, launch
 from sabotage import negated_advantage_environment
@@ -55,23 +56,11 @@ def test_stage2_trains_from_the_stage1_export_and_a_rerun_redoes_nothing(default
 
 
 def test_stage2_starts_from_the_stage1_model_and_grpo_learns_from_nonzero_rewards(default_run):
-    ev = default_run["summary"]["results"]["eval"]
     # stage 2's validation before its first step (the held-out arith prompts of rl/val.parquet, greedy) scores what
     # the eval stage measured for the stage-1 model on the same problems
-    val = pd.read_parquet(os.path.join(default_run["data"], "rl", "val.parquet"))
-    ids = {f"arith-test-{i}" for i in range(len(val))}  # rl/val.parquet holds the benchmark's first problems
-    per_model = {}
-    for label in ("base", "stage1"):
-        samples = _rows(os.path.join(os.path.dirname(ev["models"][label]["metrics"]), "samples.jsonl"))
-        hits = [s["correct"] for s in samples if s["benchmark"] == "arith" and s["problem_id"] in ids]
-        assert len(hits) == len(ids)
-        per_model[label] = sum(hits) / len(hits)
     before = [r["data"] for r in default_run["stage2_metrics"] if r["step"] == 0]
     assert before, "no validation before stage 2's first step"
-    first_val = _score(before[0], "val-core/")
-    assert abs(first_val - per_model["stage1"]) <= 0.03, (first_val, per_model)  # vLLM vs transformers: 1 problem
-    # measured 0.73 against the base's 0.50 (the README's sizes, 3 seeds: 0.63-0.71)
-    assert abs(first_val - per_model["base"]) >= 0.06, (first_val, per_model)
+    assert_first_validation_is_the_stage1_model(_score(before[0], "val-core/"), eval_accuracy_on_val(default_run))
     # GRPO had something to learn from: rewards in (0, 1) (the outcome reward, the default; measured 0.72-0.94 a
     # step) and a gradient exactly where a prompt's answers were not all equally rewarded. GRPO learns from those
     # groups only (no KL or entropy term here), so a step without one has a zero gradient: at 8 prompts x 4 that
@@ -96,11 +85,17 @@ def _held_out(default_run, label):
 
 def test_the_warm_start_beats_the_base_on_the_held_out_task(default_run):
     """Stage 1 starts the lesson the base lacks: the base gives its answer in the requested \\boxed{} form only for
-    some problems (demo/pretrain.py), and after CADFT more answers are boxed and right. Measured over 3 seeds (docs/
-    cpu-default.md): 44.0% right (no answer 54.7%) -> 64.7%, 70.0%, 58.7% (no answer 34.7%, 29.3%, 41.3%)."""
-    (base, base_none), (warm, warm_none) = _held_out(default_run, "base"), _held_out(default_run, "stage1")
-    assert warm >= base + 0.07, (base, warm)
-    assert base_none > 0.25 and warm_none <= base_none - 0.07, (base_none, warm_none)
+    some problems (demo/pretrain.py), and after CADFT more sampled answers are boxed and right. That lesson is one
+    near-even choice per answer (box it, or write "The answer is N."), so greedy decoding shows it only where the
+    choice crosses one half, and how often that happens depends on the machine (docs/cpu-default.md): greedy 44.0 ->
+    58.7-70.0 on the machine the default was sized on, 44.0 -> 45.3-52.7 on another. The sampled answers show it
+    on both: avg@8 53.2 -> 70.2-73.0 there, 52.0 -> 65.1-66.9 here (3 seeds each)."""
+    report = json.loads((default_run["run"] / "eval" / "cold_start.json").read_text())
+    base, warm = (report["models"][m]["readiness"]["benchmarks"]["arith"] for m in ("base", "stage1"))
+    assert warm["avg"]["mean"] >= base["avg"]["mean"] + 0.07, (base["avg"], warm["avg"])
+    # and greedy decoding is not worse than the base's (up to 3 problems of 150)
+    (base_g, base_none), (warm_g, warm_none) = _held_out(default_run, "base"), _held_out(default_run, "stage1")
+    assert base_none > 0.25 and warm_g >= base_g - 0.02 and warm_none <= base_none + 0.02, (base_g, warm_g)
 
 
 def test_grpo_raises_the_held_out_score_of_the_warm_start(default_run):
